@@ -1,0 +1,24 @@
+# The two commands a newcomer runs: `make demo` (main job) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tgsemi demo --out runs/demo
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/tgsemi demo --quick --out runs/demo-quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+.PHONY: install demo demo-quick test

@@ -1,0 +1,315 @@
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from tgsemi import distributed
+from tgsemi.config import LossConfig
+from tgsemi.distributed import all_gather_with_grad
+from tgsemi.methods import METHODS, Batch, get_method
+from tgsemi.models import StreamOutput
+
+K = 20  # classes
+
+
+def identity(t):
+    return t
+
+
+# ---- plain reference formulas (python floats, explicit loops) ----
+
+def ref_softmax(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def ref_ce(row, target):
+    return -math.log(ref_softmax(row)[target])
+
+
+def ref_pseudo(weak_rows, threshold):
+    labels, mask = [], []
+    for row in weak_rows:
+        p = ref_softmax(row)
+        labels.append(max(range(len(p)), key=p.__getitem__))
+        mask.append(max(p) >= threshold)
+    return labels, mask
+
+
+def ref_masked_ce(strong_rows, labels, mask):
+    return sum(ref_ce(row, y) for row, y, m in zip(strong_rows, labels, mask) if m) / len(mask)
+
+
+def ref_align(f, g):
+    """1 - mean over clips and positions of the cosine over channels."""
+    n, c, t, h, w = f.shape
+    cosines = []
+    for i in range(n):
+        for ti in range(t):
+            for hi in range(h):
+                for wi in range(w):
+                    a = [f[i, ch, ti, hi, wi].item() for ch in range(c)]
+                    b = [g[i, ch, ti, hi, wi].item() for ch in range(c)]
+                    dot = sum(x * y for x, y in zip(a, b))
+                    cosines.append(dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b)))
+    return 1 - sum(cosines) / len(cosines)
+
+
+def ref_unit(rows):
+    return [[v / math.sqrt(sum(x * x for x in r)) for v in r] for r in rows]
+
+
+def ref_nce(a, b, tau, offset=0):
+    """Anchor a_i, candidates every b_j (positive b_{offset+i}) and nothing else."""
+    total = 0.0
+    for i, ai in enumerate(a):
+        sims = [sum(x * y for x, y in zip(ai, bj)) / tau for bj in b]
+        log_softmax = sims[offset + i] - math.log(sum(math.exp(s) for s in sims))
+        total -= log_softmax
+    return total / len(a)
+
+
+# ---- fixtures ----
+
+def stream(n_l, n_u, seed, weak=None, proj_dim=6):
+    """A fake network output with leaf tensors, so gradients can be inspected."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(n_l + 2 * n_u, K, generator=g)
+    if weak is not None:
+        logits[n_l:n_l + n_u] = torch.tensor(weak)
+    n = n_l + 2 * n_u
+    shapes = [(5, 3, 2, 2), (4, 2, 2, 1), (6, 1, 1, 2), (3, 1, 1, 1)]  # (C, T, H, W) per stage
+    features = [torch.randn(n, *s, generator=g).requires_grad_() for s in shapes]
+    return StreamOutput(
+        logits=logits.requires_grad_(),
+        features=features,
+        pooled=torch.randn(n, 8, generator=g),
+        projection=torch.randn(n_l + n_u, proj_dim, generator=g).requires_grad_(),
+    )
+
+
+def p_max_one_hot(a):
+    """Softmax maximum of the logits [a, 0, ..., 0]."""
+    return math.exp(a) / (math.exp(a) + K - 1)
+
+
+def one_hot_row(cls, a):
+    row = [0.0] * K
+    row[cls] = a
+    return row
+
+
+def batch(n_l, n_u, on=True, seed=0):
+    g = torch.Generator().manual_seed(seed + 100)
+    y_u = torch.randint(0, K, (n_u,), generator=g)
+    y_u[::3] = -1
+    return Batch(y=torch.randint(0, K, (n_l,), generator=g), n_l=n_l, n_u=n_u, y_u=y_u, unlabeled_on=on)
+
+
+def rows(t):
+    return t.detach().double().tolist()
+
+
+# ---- supervised and FixMatch ----
+
+def test_supervised_is_cross_entropy_on_labeled_clips():
+    out, b = stream(5, 0, seed=1), batch(5, 0)
+    terms, diag = get_method("supervised").loss({"rgb": out}, b, LossConfig(), identity)
+    z, y = rows(out.logits), b.y.tolist()
+    assert set(terms) == {"sup"}
+    assert terms["sup"].item() == pytest.approx(sum(ref_ce(z[i], y[i]) for i in range(5)) / 5, rel=1e-5)
+    argmax = [max(range(K), key=z[i].__getitem__) for i in range(5)]
+    assert diag["train_acc"] == pytest.approx(sum(a == t for a, t in zip(argmax, y)) / 5)
+    with pytest.raises(ValueError, match="one stream"):
+        get_method("supervised").loss({"rgb": out, "tg": out}, b, LossConfig(), identity)
+
+
+def test_fixmatch_matches_formula_and_uses_threshold_0_3():
+    # weak rows just above / below the 0.3 softmax threshold, then clearly confident / unconfident
+    weak = [one_hot_row(3, 2.2), one_hot_row(4, 2.0), one_hot_row(5, 6.0), one_hot_row(6, 0.5),
+            one_hot_row(7, 2.15), one_hot_row(8, 2.05)]
+    assert p_max_one_hot(2.2) > 0.3 > p_max_one_hot(2.0)
+    n_l, n_u = 4, len(weak)
+    out, b = stream(n_l, n_u, seed=2, weak=weak), batch(n_l, n_u)
+    b.y_u = torch.tensor([3, 4, -1, 6, 0, 8])
+    cfg = LossConfig(unlabeled_weight=2.0)
+    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, cfg, identity)
+
+    z, y = rows(out.logits), b.y.tolist()
+    labels, mask = ref_pseudo(z[n_l:n_l + n_u], 0.3)
+    assert mask == [True, False, True, False, True, False]
+    assert terms["sup"].item() == pytest.approx(sum(ref_ce(z[i], y[i]) for i in range(n_l)) / n_l, rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(2.0 * ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
+    assert diag["mask_rate"] == pytest.approx(3 / 6)
+    assert diag["pl_acc"] == pytest.approx(1 / 2)  # masked & known: clips 0 (right) and 4 (wrong)
+
+
+def test_fixmatch_unlabeled_loss_is_zero_during_warmup_but_mask_is_logged():
+    weak = [one_hot_row(1, 5.0), one_hot_row(2, 0.1)]
+    out = stream(3, 2, seed=3, weak=weak)
+    terms, diag = get_method("fixmatch").loss({"tg": out}, batch(3, 2, on=False), LossConfig(), identity)
+    assert terms["unlabeled"].item() == 0.0
+    assert diag["mask_rate"] == pytest.approx(0.5)
+    sum(terms.values()).backward()
+    assert out.logits.grad[3:].abs().sum() == 0  # unlabeled rows get no gradient
+
+
+def test_fixmatch_pl_acc_is_nan_without_known_confident_labels():
+    out, b = stream(2, 3, seed=4, weak=[one_hot_row(0, 9.0)] * 3), batch(2, 3)
+    b.y_u = torch.full((3,), -1)
+    _, diag = get_method("fixmatch").loss({"rgb": out}, b, LossConfig(), identity)
+    assert diag["mask_rate"] == 1.0 and math.isnan(diag["pl_acc"])
+
+
+# ---- TG-FixMatch ----
+
+# weak (rgb, tg) pairs where "softmax of averaged logits >= 0.3" disagrees with other rules
+DISAGREEING_WEAK = [
+    (one_hot_row(0, 4.0), one_hot_row(1, 4.0)),  # each stream confident, average split: masked out
+    (one_hot_row(2, 1.0), one_hot_row(2, 7.0)),  # rgb alone unconfident, average confident: masked in
+    (one_hot_row(3, 3.0), one_hot_row(3, 3.0)),
+    (one_hot_row(4, 0.5), one_hot_row(5, 0.2)),
+]
+
+
+def tg_pair(n_l=3, proj_dim=6):
+    n_u = len(DISAGREEING_WEAK)
+    rgb = stream(n_l, n_u, seed=5, weak=[r for r, _ in DISAGREEING_WEAK], proj_dim=proj_dim)
+    tg = stream(n_l, n_u, seed=6, weak=[t for _, t in DISAGREEING_WEAK], proj_dim=proj_dim)
+    return {"rgb": rgb, "tg": tg}, batch(n_l, n_u)
+
+
+def test_tg_fixmatch_matches_spec_formula():
+    out, b = tg_pair()
+    n_l, n_u, n = b.n_l, b.n_u, b.n_l + b.n_u
+    cfg = LossConfig(unlabeled_weight=1.5, align_weight=0.7, align_stages=[0, 2, 3], contrast_weight=2.0,
+                     temperature=0.4)
+    terms, diag = get_method("tg_fixmatch").loss(out, b, cfg, identity)
+    assert set(terms) == {"sup", "unlabeled", "align", "contrast"}
+
+    z, u, y = rows(out["rgb"].logits), rows(out["tg"].logits), b.y.tolist()
+    sup = sum(0.5 * ref_ce(z[i], y[i]) + 0.5 * ref_ce(u[i], y[i]) for i in range(n_l)) / n_l
+    averaged = [[(a + c) / 2 for a, c in zip(z[j], u[j])] for j in range(n_l, n)]
+    labels, mask = ref_pseudo(averaged, 0.3)
+    assert mask == [False, True, True, False]
+    # the data really separates averaging logits from other rules
+    assert ref_pseudo(z[n_l:n], 0.3)[1] != mask
+    mean_probs = [[(p + q) / 2 for p, q in zip(ref_softmax(z[j]), ref_softmax(u[j]))] for j in range(n_l, n)]
+    assert [max(p) >= 0.3 for p in mean_probs] != mask
+    unl = 0.5 * (ref_masked_ce(z[n:], labels, mask) + ref_masked_ce(u[n:], labels, mask))
+    align = sum(ref_align(out["rgb"].features[k][:n], out["tg"].features[k][:n]) for k in (0, 2, 3))
+    q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
+    con = 0.5 * (ref_nce(q, r, 0.4) + ref_nce(r, q, 0.4))
+
+    assert terms["sup"].item() == pytest.approx(sup, rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(1.5 * unl, rel=1e-5)
+    assert terms["align"].item() == pytest.approx(0.7 * align, rel=1e-5)
+    assert terms["contrast"].item() == pytest.approx(2.0 * con, rel=1e-5)
+    assert diag["mask_rate"] == pytest.approx(0.5)
+
+
+def test_tg_fixmatch_unlabeled_term_waits_for_warmup_other_terms_do_not():
+    out, b = tg_pair()
+    b.unlabeled_on = False
+    terms, diag = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    assert terms["unlabeled"].item() == 0.0
+    assert diag["mask_rate"] == pytest.approx(0.5)
+    assert terms["align"].item() > 0 and terms["contrast"].item() > 0
+
+
+def test_alignment_gradient_reaches_rgb_only():
+    out, b = tg_pair()
+    n = b.n_l + b.n_u
+    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    terms["align"].backward()
+    for f, g in zip(out["rgb"].features, out["tg"].features):
+        assert g.grad is None
+        assert f.grad[:n].abs().sum() > 0
+        assert f.grad[n:].abs().sum() == 0  # strong clips are not aligned
+
+
+def test_contrast_has_only_cross_modal_negatives():
+    out, b = tg_pair(proj_dim=4)
+    # duplicate RGB rows: intra-modal negatives (q_i . q_j) would now include a perfect match
+    out["rgb"].projection = out["rgb"].projection.detach()[[0, 0, 1, 1, 2, 2, 3]].clone()
+    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
+    expected = 0.5 * (ref_nce(q, r, 0.5) + ref_nce(r, q, 0.5))
+    assert terms["contrast"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_contrast_gathers_negatives_from_other_ranks(monkeypatch):
+    out, b = tg_pair(proj_dim=4)
+    n = b.n_l + b.n_u
+    other = torch.randn(n, 4, generator=torch.Generator().manual_seed(9))  # rank 0's rows
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), lambda t: torch.cat([other, t]))
+    q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
+    # the fake gather passes the already normalised rows of this rank after rank 0's raw rows
+    other_rows = rows(other)
+    expected = 0.5 * (ref_nce(q, other_rows + r, 0.5, offset=n) + ref_nce(r, other_rows + q, 0.5, offset=n))
+    assert terms["contrast"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_tg_fixmatch_rejects_bad_outputs():
+    out, b = tg_pair()
+    with pytest.raises(ValueError, match="'rgb' and 'tg'"):
+        get_method("tg_fixmatch").loss({"rgb": out["rgb"]}, b, LossConfig(), identity)
+    out["tg"].features[1] = out["tg"].features[1][:, :, :1]
+    with pytest.raises(ValueError, match="stage 1"):
+        get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    out, b = tg_pair()
+    out["tg"].projection = None
+    with pytest.raises(ValueError, match="projection"):
+        get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    b.n_u = 2  # row count no longer matches
+    with pytest.raises(ValueError, match="rows"):
+        get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+
+
+def test_method_registry():
+    assert set(METHODS) == {"supervised", "fixmatch", "tg_fixmatch"}
+    assert [(m.uses_unlabeled, m.needs_projection) for m in map(get_method, METHODS)] == [
+        (False, False), (True, False), (True, True)]
+    with pytest.raises(ValueError, match="tg_fixmatch"):
+        get_method("mean_teacher")
+
+
+# ---- differentiable all-gather ----
+
+def test_all_gather_single_process_is_identity_with_gradient():
+    t = torch.randn(3, 4, requires_grad=True)
+    g = all_gather_with_grad(t)
+    assert torch.equal(g, t)
+    w = torch.randn(3, 4)
+    (g * w).sum().backward()
+    assert torch.equal(t.grad, w)
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+
+
+def _rows_of(rank):
+    return torch.arange(6.0).reshape(2, 3) + 10 * rank
+
+
+def _weights_of(rank):
+    return torch.arange(12.0).reshape(4, 3) * (rank + 1)
+
+
+def _gather_worker(rank, world, init_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        t = _rows_of(rank).requires_grad_()
+        gathered = all_gather_with_grad(t)
+        assert torch.equal(gathered, torch.cat([_rows_of(r) for r in range(world)]))
+        (gathered * _weights_of(rank)).sum().backward()  # each rank's loss touches every rank's rows
+        expected = sum(_weights_of(r) for r in range(world))[2 * rank:2 * rank + 2]
+        assert torch.equal(t.grad, expected), (rank, t.grad, expected)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_gather_with_grad_two_processes(tmp_path):
+    mp.spawn(_gather_worker, args=(2, str(tmp_path / "store")), nprocs=2, join=True)

@@ -1,0 +1,100 @@
+import pytest
+import torch
+from torchvision.models.video import r3d_18
+
+from tgsemi.config import ModelConfig
+from tgsemi.models import R3D18, TwoStream, create_model
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_stage_shapes_match_table4_at_width_64():
+    model = R3D18(num_classes=101, projection_dim=None).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 8, 112, 112))
+    shapes = [tuple(f.shape[1:]) for f in out.features]
+    assert shapes == [(64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]
+    assert out.pooled.shape == (1, 512) and out.logits.shape == (1, 101)
+    assert out.projection is None
+
+
+def test_parameters_and_weights_match_torchvision_r3d18():
+    ours = R3D18(num_classes=101, projection_dim=None).eval()
+    ref = r3d_18(weights=None, num_classes=101).eval()
+    assert n_params(ours) == n_params(ref)
+    ours.load_state_dict(ref.state_dict())  # strict: same names and shapes
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).logits, ref(x), rtol=1e-4, atol=1e-5)
+
+
+def test_width_16_projection_and_backward():
+    model = R3D18(num_classes=7, width=16, projection_dim=32)
+    x = torch.randn(4, 3, 8, 32, 32)
+    out = model(x, n_project=3)
+    assert [f.shape[1] for f in out.features] == [16, 32, 64, 128]
+    assert out.features[-1].shape[2:] == (1, 2, 2)
+    assert out.pooled.shape == (4, 128) and out.logits.shape == (4, 7)
+    assert out.projection.shape == (3, 32)
+    # final BN has no affine parameters: the projection is standardised per dimension
+    torch.testing.assert_close(out.projection.mean(0), torch.zeros(32), atol=1e-5, rtol=0)
+    (out.logits.sum() + out.projection.pow(2).sum()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_projection_without_head_is_an_error():
+    model = R3D18(num_classes=3, width=4, projection_dim=None)
+    with pytest.raises(ValueError, match="projection head"):
+        model(torch.randn(2, 3, 2, 16, 16), n_project=2)
+
+
+def test_channels_last_3d_matches_contiguous():
+    torch.manual_seed(0)
+    model = R3D18(num_classes=5, width=8, dropout=0.0, projection_dim=16)  # train mode: batch-stat BN
+    x = torch.randn(3, 3, 4, 32, 32)
+    out = model(x, n_project=3)
+    out_cl = model.to(memory_format=torch.channels_last_3d)(x.to(memory_format=torch.channels_last_3d), n_project=3)
+    assert out_cl.features[0].is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out_cl.logits, out.logits, rtol=1e-4, atol=1e-5)
+    # BN over 3 rows in the projection head amplifies float rounding
+    torch.testing.assert_close(out_cl.projection, out.projection, rtol=1e-3, atol=1e-3)
+    for a, b in zip(out_cl.features, out.features):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_forward_is_close_to_float32():
+    torch.manual_seed(0)
+    model = R3D18(num_classes=5, width=8, projection_dim=16).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = model(x).pooled
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x.to(memory_format=torch.channels_last_3d))
+    assert out.features[0].dtype == torch.bfloat16
+    torch.testing.assert_close(out.pooled.float(), ref, rtol=0.05, atol=0.05)
+
+
+def test_create_model_builds_independent_streams():
+    cfg = ModelConfig(width=4, projection_dim=8)
+    model = create_model(cfg, num_classes=6, streams=("rgb", "tg"), projection=True)
+    rgb, tg = model.nets["rgb"], model.nets["tg"]
+    assert model.streams == ("rgb", "tg") and model.primary == "rgb"
+    assert not {id(p) for p in rgb.parameters()} & {id(p) for p in tg.parameters()}
+    assert n_params(model) == 2 * n_params(rgb)
+    x = torch.randn(4, 3, 2, 16, 16)
+    out = model({"rgb": x, "tg": x}, n_project=2)
+    assert set(out) == {"rgb", "tg"}
+    assert out["rgb"].projection.shape == (2, 8)
+    assert not torch.equal(out["rgb"].logits, out["tg"].logits)  # separately initialised
+    assert set(model({"rgb": x})) == {"rgb"}  # inference runs RGB only
+
+
+def test_single_stream_model_and_bad_streams():
+    model = create_model(ModelConfig(width=4), num_classes=3, streams=("tg",), projection=False)
+    assert model.primary == "tg" and model.nets["tg"].projector is None
+    with pytest.raises(ValueError, match="rgb"):
+        model({"rgb": torch.randn(2, 3, 2, 16, 16)})
+    with pytest.raises(ValueError):
+        TwoStream({"flow": R3D18(3, width=4)})

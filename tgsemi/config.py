@@ -1,0 +1,190 @@
+"""Typed run configuration: YAML presets + ``dotted.key=value`` overrides.
+
+OmegaConf merges presets and command-line overrides; pydantic validates the
+result, so a typo or a wrong type fails at start-up naming the key (and, for
+choices, the valid values) instead of hours into a run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tgsemi.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    root: str = "data/demo"
+    train_list: str | None = None  # default: ROOT/trainlist01.txt
+    test_list: str | None = None  # default: ROOT/testlist01.txt
+    labeled_list: str | None = None
+    labeled_fraction: float | None = Field(0.2, gt=0, le=1)
+    split_strategy: Literal["stratified", "random", "per-class"] = "stratified"
+    per_class: int | None = Field(None, ge=1)
+    unlabeled: Literal["all", "complement"] = "all"
+    clip_len: int = Field(8, ge=1)
+    frame_interval: int = Field(8, ge=1)
+    resize: int = Field(128, ge=8)  # short side before cropping
+    crop: int = Field(112, ge=8)
+    backend: str | None = None
+    num_workers: int = Field(2, ge=0)
+    on_missing: Literal["error", "skip"] = "error"
+    max_bad_fraction: float = Field(0.1, ge=0, le=1)
+    allow_outside_root: bool = False
+
+
+class ModelConfig(_Strict):
+    width: int = Field(64, ge=4)  # base width: 64 is the paper's R3D-18
+    dropout: float = Field(0.5, ge=0, lt=1)
+    projection_dim: int = Field(512, ge=1)
+    modality: Literal["rgb", "tg"] = "rgb"  # stream of single-stream methods
+
+
+class LossConfig(_Strict):
+    threshold: float = Field(0.3, ge=0, le=1)
+    unlabeled_weight: float = 1.0
+    unlabeled_warmup_epochs: float = Field(30, ge=0)
+    align_weight: float = 1.0
+    align_stages: list[int] = [0, 1, 2, 3]
+    contrast_weight: float = 1.0
+    temperature: float = Field(0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _stages_exist(self) -> "LossConfig":
+        bad = [s for s in self.align_stages if s not in (0, 1, 2, 3)]
+        if bad:
+            raise ValueError(f"align_stages must be drawn from [0, 1, 2, 3], got {bad}")
+        return self
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(180, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(5, ge=1)  # labeled clips per rank
+    mu: int = Field(1, ge=0)  # unlabeled clips per labeled clip
+    lr: float = Field(0.2, gt=0)  # for a global labeled batch of base_batch_size
+    base_batch_size: int = Field(40, ge=1)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    clip_grad_norm: float | None = 40.0
+    warmup_epochs: float = Field(30, ge=0)
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA, off on CPU
+    channels_last: bool = True
+    compile: bool = False
+    sync_bn: bool = False
+    precise_bn_batches: int = Field(200, ge=0)
+    eval_every_epochs: float = Field(5, gt=0)
+    ckpt_every_steps: int = Field(500, ge=1)
+    keep_last: int = Field(3, ge=1)
+    log_every_steps: int = Field(10, ge=1)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    clips: int = Field(10, ge=1)
+    crops: Literal[1, 3] = 3
+    batch_size: int = Field(8, ge=1)
+
+
+class Config(_Strict):
+    method: Literal["supervised", "fixmatch", "tg_fixmatch"] = "tg_fixmatch"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def streams(self) -> tuple[str, ...]:
+        """Networks this method trains: both for tg_fixmatch, else the chosen modality."""
+        return ("rgb", "tg") if self.method == "tg_fixmatch" else (self.model.modality,)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _preset_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    raise ConfigError(
+        f"unknown config {name_or_path!r}: not a YAML file and not a preset; "
+        f"presets: {', '.join(preset_names())}"
+    )
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(Config, e["loc"][:-1])
+            valid = ", ".join(parent.model_fields) if parent else "?"
+            msg = f"unknown key; valid keys here: {valid}"
+        lines.append(f"  {key}: {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _load_yaml(path: Path) -> dict:
+    """One preset, following its optional ``base:`` chain (a preset name or path)."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except (OmegaConfBaseException, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    parent = _load_yaml(_preset_path(str(base)))
+    return OmegaConf.to_container(OmegaConf.merge(parent, raw))
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Preset (name or YAML path) + ``dotted.key=value`` overrides -> validated Config."""
+    layers = [OmegaConf.create(_load_yaml(_preset_path(name_or_path)) if name_or_path else {})]
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like dotted.key=value")
+        try:
+            layers.append(OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from exc
+    merged = OmegaConf.to_container(OmegaConf.merge(*layers))
+    return config_from_dict(merged)
+
+
+def config_from_dict(values: dict) -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg.model_dump())))

@@ -1,0 +1,48 @@
+"""From a run's data config to its three sample lists: labeled, unlabeled, test."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tgsemi.config import DataConfig
+from tgsemi.data.annotations import Sample, check_exists, read_list
+from tgsemi.data.splits import make_split
+
+
+@dataclass
+class Splits:
+    class_names: list[str]
+    labeled: list[Sample]
+    unlabeled: list[Sample]  # the whole train list by default, as the paper
+    test: list[Sample]
+
+
+def _class_names(root: Path, samples: list[Sample]) -> list[str]:
+    class_ind = root / "classInd.txt"
+    if class_ind.exists():
+        return [line.split()[1] for line in class_ind.read_text().splitlines() if line.strip()]
+    return [f"class_{k}" for k in range(max(s.label for s in samples) + 1)]
+
+
+def _list(cfg: DataConfig, path: str | None, default: str) -> list[Sample]:
+    root = Path(cfg.root)
+    class_ind = root / "classInd.txt"
+    full = Path(path) if path else root / default
+    return read_list(full, class_index=class_ind if class_ind.exists() else None).samples
+
+
+def build_splits(cfg: DataConfig, seed: int) -> Splits:
+    """Read the train/test lists under ``cfg.root`` (UCF-101 layout by default),
+    drop or refuse missing files, and draw the labeled subset deterministically."""
+    root = Path(cfg.root)
+    train = check_exists(root, _list(cfg, cfg.train_list, "trainlist01.txt"), cfg.on_missing)
+    test = check_exists(root, _list(cfg, cfg.test_list, "testlist01.txt"), cfg.on_missing)
+    if cfg.labeled_list:
+        labeled = check_exists(root, _list(cfg, cfg.labeled_list, ""), cfg.on_missing)
+        unlabeled = train if cfg.unlabeled == "all" else [s for s in train if s not in set(labeled)]
+    else:
+        labeled, unlabeled = make_split(
+            train, fraction=None if cfg.per_class else cfg.labeled_fraction, per_class=cfg.per_class,
+            strategy=cfg.split_strategy, seed=seed, unlabeled=cfg.unlabeled,
+        )
+    return Splits(_class_names(root, train + test), labeled, unlabeled, test)

@@ -1,0 +1,177 @@
+"""Datasets: annotation samples -> normalised RGB and TG clips ``(C, T, H, W)``.
+
+Randomness (clip offsets, augmentation, replacement of bad videos) comes from a
+per-item seed handed in by the sampler with the index, not from worker state:
+the same (seed, epoch, position) gives the same clip whatever the number of
+DataLoader workers, which is what makes an interrupted run resume exactly.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from tgsemi.data.annotations import Sample, resolve_path
+from tgsemi.data.bad_inputs import BadInputs
+from tgsemi.data.sampling import test_clip_indices, train_clip_indices
+from tgsemi.data.transforms import StrongAug, WeakAug, normalize, test_crops
+from tgsemi.data.video import num_frames, read_frames
+from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
+from tgsemi.tg import temporal_gradient
+
+MAX_REPLACEMENTS = 50
+
+
+def load_rgb_tg(path: Path, indices: np.ndarray, backend: str | None = None,
+                corrupt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frames at ``indices`` and their TG (frame i minus raw frame i+1).
+
+    Decodes the union of ``{i, i+1}`` in one pass; ``corrupt`` (a test-time
+    corruption) sees those raw frames before the TG is taken. Returns two uint8
+    arrays of shape ``indices.shape + (H, W, 3)``.
+    """
+    flat = indices.ravel()
+    need = np.union1d(flat, flat + 1)
+    frames = read_frames(path, need, backend)
+    if corrupt is not None:
+        frames = corrupt(frames)
+    cur, nxt = frames[np.searchsorted(need, flat)], frames[np.searchsorted(need, flat + 1)]
+    tg = temporal_gradient(np.stack([cur, nxt]))[0]
+    shape = indices.shape + cur.shape[1:]
+    return cur.reshape(shape), tg.reshape(shape)
+
+
+def _to_tchw(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, item_seed)``: a seeded permutation per epoch, sharded
+    over ranks, resumable at any position within the epoch."""
+
+    def __init__(self, n: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, stream: int = 0):
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.shuffle, self.rank, self.world_size, self.stream = shuffle, rank, world_size, stream
+
+    def __len__(self) -> int:
+        return self.n // self.world_size - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        key = [self.seed, self.stream, self.epoch]
+        order = np.random.default_rng(key).permutation(self.n) if self.shuffle else np.arange(self.n)
+        mine = order[self.rank :: self.world_size][: self.n // self.world_size]
+        seeds = np.random.default_rng(key + [1]).integers(0, 2**62, size=self.n)
+        for pos in range(self.start, len(mine)):
+            yield int(mine[pos]), int(seeds[pos * self.world_size + self.rank])
+
+
+class _ClipDataset(Dataset):
+    """Shared loading: resolve the path, sample indices, decode, TG, and replace
+    an undecodable video by another one (logged once, counted)."""
+
+    def __init__(self, root: str | Path, samples: Sequence[Sample], clip_len: int, frame_interval: int,
+                 backend: str | None = None, bad: BadInputs | None = None, allow_outside_root: bool = False):
+        self.root = Path(root)
+        self.samples = list(samples)
+        self.clip_len, self.frame_interval, self.backend = clip_len, frame_interval, backend
+        self.bad = bad or BadInputs()
+        self.paths = [resolve_path(self.root, s.path, allow_outside_root) for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _frames(self, i: int, rng: np.random.Generator | None, num_clips: int,
+                corrupt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        path, sample = self.paths[i], self.samples[i]
+        n = sample.total_frames or num_frames(path, self.backend)
+        if rng is None:
+            idx = test_clip_indices(n, self.clip_len, self.frame_interval, num_clips)
+        else:
+            idx = train_clip_indices(n, self.clip_len, self.frame_interval, num_clips, rng)
+        return load_rgb_tg(path, idx, self.backend, corrupt)
+
+    def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+        for _ in range(MAX_REPLACEMENTS):
+            try:
+                rgb, tg = self._frames(i, rng, 1)
+                self.bad.mark_seen(str(self.paths[i]))
+                return i, rgb[0], tg[0]
+            except TooManyBadInputsError:
+                raise
+            except (TgsemiError, OSError, RuntimeError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
+                self.bad.record(str(self.paths[i]), reason)
+                i = int(rng.integers(len(self)))
+        raise TooManyBadInputsError(f"{MAX_REPLACEMENTS} replacement videos in a row failed to decode under {self.root}")
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        i, seed = key
+        rng = np.random.default_rng(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # augmentation draws from torch's global RNG
+            i, rgb, tg = self._load_train(i, rng)
+            return self.make_item(_to_tchw(rgb), _to_tchw(tg), self.samples[i].label)
+
+
+class LabeledDataset(_ClipDataset):
+    """``{"rgb", "tg", "label"}``: one weakly augmented clip per video."""
+
+    def __init__(self, *args, resize: int = 128, crop: int = 112, **kw):
+        super().__init__(*args, **kw)
+        self.weak = WeakAug(resize, crop)
+
+    def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
+        rgb, tg = self.weak(rgb, tg)
+        return {"rgb": normalize(rgb), "tg": normalize(tg), "label": label}
+
+
+class UnlabeledDataset(LabeledDataset):
+    """Weak and strong views of both modalities; ``label`` is the hidden label
+    (or -1), for pseudo-label diagnostics only."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.strong = StrongAug()
+
+    def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
+        rgb, tg = self.weak(rgb, tg)
+        return {
+            "rgb_w": normalize(rgb), "tg_w": normalize(tg),
+            "rgb_s": normalize(self.strong(rgb)), "tg_s": normalize(self.strong(tg)),
+            "label": label,
+        }
+
+
+class EvalDataset(_ClipDataset):
+    """``(clips * crops, C, T, H, W)`` stacks; a video that cannot be decoded is
+    returned with ``ok=False`` so evaluation can count it instead of dropping it."""
+
+    def __init__(self, *args, num_clips: int = 1, num_crops: int = 1, resize: int = 128, crop: int = 112,
+                 corruption: Callable[..., np.ndarray] | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.num_clips, self.num_crops, self.resize, self.crop = num_clips, num_crops, resize, crop
+        self.corruption = corruption  # f(frames, rng=...) on raw uint8 frames, before the TG
+
+    def views(self, rgb: np.ndarray) -> torch.Tensor:
+        clips = [test_crops(_to_tchw(c), self.resize, self.crop, self.num_crops) for c in rgb]
+        return normalize(torch.cat(clips))
+
+    def __getitem__(self, i: int) -> dict:
+        label = self.samples[i].label
+        try:
+            corrupt = None
+            if self.corruption is not None:  # the same draw for a video in every run
+                corrupt = partial(self.corruption, rng=np.random.default_rng([i, 7]))
+            rgb, tg = self._frames(i, None, self.num_clips, corrupt)
+            self.bad.mark_seen(str(self.paths[i]))
+        except (TgsemiError, OSError, RuntimeError, ValueError) as exc:
+            self.bad.record(str(self.paths[i]), str(exc))
+            v = self.num_clips * self.num_crops
+            empty = torch.zeros(v, 3, self.clip_len, self.crop, self.crop)
+            return {"rgb": empty, "tg": empty, "label": label, "ok": False, "index": i}
+        return {"rgb": self.views(rgb), "tg": self.views(tg), "label": label, "ok": True, "index": i}

@@ -1,0 +1,295 @@
+"""A synthetic UCF-101-style action dataset whose classes differ only in motion.
+
+Every class is a way of moving (up, down, rotate, zoom in, approach, ...); the
+look of a video (background texture and colours, object shape and colour,
+brightness, clutter) is a nuisance. Training flips clips horizontally, so every
+class is flip-invariant: "move sideways" picks left or right at random, "rotate"
+picks the sense at random.
+
+``appearance_bias`` mimics the bias of real datasets: with that probability a
+*train* clip takes its class's colour palette instead of its group's random one,
+so an RGB model can shortcut through colour on train and fail on test, while the
+temporal gradient removes the static appearance. Clips of one group share
+background texture, object shape, clutter and palette (UCF's groups share actor
+and scene), and train and test use disjoint groups.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tgsemi.errors import ConfigError
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(num_classes=4, train_per_class=6, test_per_class=3, size=(64, 48),
+                 min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
+                 appearance_bias=0.0),
+    "demo": dict(num_classes=10, train_per_class=30, test_per_class=10, size=(112, 84),
+                 min_frames=40, max_frames=200, jitter=1.5, clutter=3, noise=3.0,
+                 appearance_bias=0.8),
+}
+CLIPS_PER_GROUP = 4
+FPS = 25
+
+# A pose track is an array (objects, T, 4) of centre x, centre y, scale, angle, in
+# pixels and radians; sizes and speeds are fractions of the frame height.
+Motion = Callable[[np.random.Generator, np.ndarray, int, int], np.ndarray]
+
+
+def _track(cx, cy, scale, angle, t: np.ndarray) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(cx, cy, scale, angle, t)[:4], axis=-1)[None]
+
+
+def _wrap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Leave one side of the frame and come back in at the other."""
+    return lo + np.mod(x - lo, hi - lo)
+
+
+def _sawtooth(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """0 -> 1 ramps over 30-50 frames: a motion that restarts, for long videos."""
+    return np.mod(t / rng.uniform(30, 50) + rng.random(), 1.0)
+
+
+def _linear(dx: float, dy: float) -> Motion:
+    def motion(rng, t, w, h):
+        v = rng.uniform(0.02, 0.035) * h
+        side = rng.choice([-1, 1]) if dx else 0  # sideways: left or right, flip-invariant
+        x = _wrap(rng.uniform(0.2, 0.8) * w + side * v * t, -0.25 * h, w + 0.25 * h)
+        y = _wrap(rng.uniform(0.2, 0.8) * h + dy * v * t, -0.25 * h, 1.25 * h)
+        return _track(x, y, 1.0, rng.uniform(0, np.pi), t)
+    return motion
+
+
+def _rotate(rng, t, w, h):
+    spin = rng.choice([-1, 1]) * rng.uniform(0.12, 0.25)  # 7-14 degrees a frame
+    return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, 1.2,
+                  rng.uniform(0, np.pi) + spin * t, t)
+
+
+def _zoom(sign: int) -> Motion:
+    def motion(rng, t, w, h):
+        ramp = _sawtooth(rng, t)
+        scale = np.exp(np.log(0.4) + np.log(4.5) * (ramp if sign > 0 else 1 - ramp))
+        return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale,
+                      rng.uniform(0, np.pi), t)
+    return motion
+
+
+def _bounce(vertical: bool) -> Motion:
+    def motion(rng, t, w, h):
+        swing = 0.25 * h * np.sin(2 * np.pi * t / rng.uniform(12, 24) + rng.uniform(0, 2 * np.pi))
+        x, y = rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h
+        return _track(x + (0 if vertical else swing), y + (swing if vertical else 0), 1.0,
+                      rng.uniform(0, np.pi), t)
+    return motion
+
+
+def _pair(sign: int) -> Motion:
+    """Two objects approach (sign -1) or separate (+1) along a random axis."""
+    def motion(rng, t, w, h):
+        ramp = _sawtooth(rng, t)
+        gap = 0.35 * h + 0.5 * w * (ramp if sign > 0 else 1 - ramp)
+        axis, cx, cy = rng.uniform(0, np.pi), 0.5 * w, 0.5 * h
+        a = rng.uniform(0, np.pi)
+        return np.concatenate([
+            _track(cx + s * gap / 2 * np.cos(axis), cy + s * gap / 2 * np.sin(axis), 0.8, a, t)
+            for s in (-1, 1)])
+    return motion
+
+
+def _circle(rng, t, w, h):
+    phase = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * rng.uniform(0.12, 0.2) * t
+    return _track(0.5 * w + 0.25 * h * np.cos(phase), 0.5 * h + 0.25 * h * np.sin(phase), 1.0,
+                  rng.uniform(0, np.pi), t)
+
+
+MOTIONS: dict[str, Motion] = {
+    "MoveUp": _linear(0, -1), "MoveDown": _linear(0, 1), "MoveSideways": _linear(1, 0),
+    "Rotate": _rotate, "ZoomIn": _zoom(1), "ZoomOut": _zoom(-1),
+    "BounceVertical": _bounce(True), "BounceSideways": _bounce(False),
+    "Approach": _pair(-1), "Separate": _pair(1), "Circle": _circle,
+}
+
+# Each shape's "radius" r(u, v): < 1 inside, with u, v in object units. All are
+# elongated or pointed so that rotation is visible.
+SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "ellipse": lambda u, v: np.hypot(u, v / 0.5),
+    "bar": lambda u, v: np.maximum(np.abs(u), np.abs(v) / 0.4),
+    "diamond": lambda u, v: np.abs(u) + np.abs(v) / 0.5,
+    "cross": lambda u, v: np.minimum(np.maximum(np.abs(u), np.abs(v) / 0.3),
+                                     np.maximum(np.abs(u) / 0.3, np.abs(v))),
+    "triangle": lambda u, v: np.max([(u * np.cos(a) + v * np.sin(a)) / 0.5
+                                     for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)], axis=0),
+}
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    k = np.mod(np.array([5.0, 3.0, 1.0]) + 6 * h, 6)
+    return 255 * v * (1 - s * np.clip(np.minimum(k, 4 - k), 0, 1))
+
+
+def _palette(rng: np.random.Generator, hue: float) -> np.ndarray:
+    """Background dark/light colours and a contrasting object colour for one hue."""
+    s = rng.uniform(0.4, 0.7)
+    return np.stack([_hsv(hue, s, rng.uniform(0.3, 0.45)), _hsv(hue + 0.06, s, rng.uniform(0.55, 0.7)),
+                     _hsv(hue + 0.5, rng.uniform(0.7, 0.9), rng.uniform(0.85, 1.0))])
+
+
+def _draw(frames: np.ndarray, track: np.ndarray, shape: str, radius: float, colour) -> None:
+    """Paint anti-aliased objects ``track`` (objects, T, 4) onto ``frames`` (T, H, W, 3)."""
+    _, h, w, _ = frames.shape
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    for cx, cy, scale, angle in track.transpose(0, 2, 1):
+        size = (radius * scale)[:, None, None].astype(np.float32)
+        dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]
+        c, s = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+        r = SHAPES[shape]((c * dx + s * dy) / size, (c * dy - s * dx) / size)
+        alpha = np.clip(0.5 + (1 - r) * size / 2, 0, 1)[..., None]
+        frames += alpha * (np.asarray(colour, np.float32) - frames)
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Three random sine gratings, 0..1: a static, structured background."""
+    ys, xs = np.mgrid[:h, :w]
+    angles, freqs = rng.uniform(0, np.pi, 3), rng.uniform(0.03, 0.15, 3)
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    waves = [np.sin(2 * np.pi * f * (xs * np.cos(a) + ys * np.sin(a)) + p)
+             for a, f, p in zip(angles, freqs, phases)]
+    return 0.5 + np.mean(waves, axis=0) / 2
+
+
+def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random.Generator,
+                palette: np.ndarray | None, frames: int, size: tuple[int, int], jitter: float,
+                clutter: int, noise: float) -> np.ndarray:
+    """One clip as uint8 ``(frames, H, W, 3)``; ``palette=None`` uses the group's own."""
+    w, h = size
+    t = np.arange(frames, dtype=np.float32)
+    # The group's scene: texture, object shape, clutter, default palette.
+    margin = math.ceil(jitter)
+    texture = _texture(scene_rng, h + 2 * margin, w + 2 * margin)[..., None]
+    shape = scene_rng.choice(list(SHAPES))
+    group_palette = _palette(scene_rng, scene_rng.random())
+    distractors = [(scene_rng.choice(list(SHAPES)), scene_rng.uniform(0.06, 0.12) * h,
+                    _hsv(scene_rng.random(), scene_rng.uniform(0.2, 0.6), scene_rng.uniform(0.3, 0.9)),
+                    scene_rng.uniform(0, 1, 2) * (w, h), scene_rng.uniform(-0.3, 0.3, 2) * (scene_rng.random() < 0.5))
+                   for _ in range(clutter)]
+    palette = group_palette if palette is None else palette
+    # The camera sways by up to `jitter` pixels; everything moves with it.
+    sway = np.rint(jitter * np.sin(2 * np.pi * t[:, None] / clip_rng.uniform(20, 60, 2)
+                                   + clip_rng.uniform(0, 2 * np.pi, 2))).astype(int)
+    background = palette[0] + (palette[1] - palette[0]) * texture
+    ys, xs = np.mgrid[:h, :w]
+    video = background[ys + margin + sway[:, 1, None, None], xs + margin + sway[:, 0, None, None]]
+    video = video.astype(np.float32)
+    for kind, radius, colour, (x0, y0), (vx, vy) in distractors:
+        xy = np.stack([_wrap(x0 + vx * t, -radius, w + radius), _wrap(y0 + vy * t, -radius, h + radius)], -1)
+        _draw(video, _track(xy[:, 0] + sway[:, 0], xy[:, 1] + sway[:, 1], 1.0, 0.0, t), kind, radius, colour)
+    track = MOTIONS[motion](clip_rng, t, w, h)
+    track[..., :2] += sway
+    _draw(video, track, shape, scene_rng.uniform(0.12, 0.18) * h, palette[2])
+    video *= clip_rng.uniform(0.7, 1.25)  # brightness
+    video += noise * clip_rng.standard_normal((frames, h, w, 1), dtype=np.float32)
+    return np.clip(video, 0, 255).round().astype(np.uint8)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, gop: int = 12) -> None:
+    """Write uint8 ``(T, H, W, 3)`` RGB as XviD-tagged MPEG-4 Part 2 .avi, like UCF-101."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.codec_tag = "XVID"
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = gop
+        stream.max_b_frames = 0
+        stream.codec_context.thread_count = 1  # deterministic output
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) -> Path:
+    """Write the dataset under ``out`` (UCF-101 layout and split files); returns ``out``.
+
+    Knobs (defaults from ``PRESETS[preset]``): num_classes, train_per_class,
+    test_per_class, size (W, H), min_frames, max_frames, jitter (camera sway, px),
+    clutter (distractor shapes), noise (pixel std), appearance_bias (0..1).
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown synth preset {preset!r}; choose one of {list(PRESETS)}")
+    unknown = set(knobs) - set(PRESETS[preset])
+    if unknown:
+        raise ConfigError(f"unknown synth knobs {sorted(unknown)}; known: {sorted(PRESETS[preset])}")
+    k = {**PRESETS[preset], **knobs}
+    w, h = k["size"]
+    if w % 2 or h % 2:
+        raise ConfigError(f"synth size {k['size']} must be even (MPEG-4 4:2:0)")
+    if not 1 <= k["num_classes"] <= len(MOTIONS):
+        raise ConfigError(f"num_classes must be 1..{len(MOTIONS)}, got {k['num_classes']}")
+    if not 0 <= k["appearance_bias"] <= 1:
+        raise ConfigError(f"appearance_bias must be in 0..1, got {k['appearance_bias']}")
+    if not 2 <= k["min_frames"] <= k["max_frames"]:
+        raise ConfigError(f"need 2 <= min_frames <= max_frames, got {k['min_frames']}, {k['max_frames']}")
+
+    out = Path(out)
+    classes = list(MOTIONS)[: k["num_classes"]]
+    class_hues = np.random.default_rng([seed]).permutation(len(classes)) / len(classes)
+    test_groups = math.ceil(k["test_per_class"] / CLIPS_PER_GROUP)
+    train_lines, test_lines = [], []
+    for label, name in enumerate(classes):
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for split, count, first_group in (("test", k["test_per_class"], 1),
+                                          ("train", k["train_per_class"], test_groups + 1)):
+            for n in range(count):
+                group, clip = first_group + n // CLIPS_PER_GROUP, 1 + n % CLIPS_PER_GROUP
+                clip_rng = np.random.default_rng([seed, label, group, clip])
+                biased = split == "train" and clip_rng.random() < k["appearance_bias"]
+                palette = _palette(clip_rng, class_hues[label] + clip_rng.uniform(-0.02, 0.02)) if biased else None
+                video = render_clip(name, np.random.default_rng([seed, label, group]), clip_rng, palette,
+                                    int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1)),
+                                    (w, h), k["jitter"], k["clutter"], k["noise"])
+                rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
+                write_video(out / rel, video)
+                (train_lines.append(f"{rel} {label + 1}") if split == "train" else test_lines.append(rel))
+    (out / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    (out / "trainlist01.txt").write_text("".join(f"{line}\n" for line in train_lines))
+    (out / "testlist01.txt").write_text("".join(f"{line}\n" for line in test_lines))
+    return out
+
+
+def _png_bytes(rng: np.random.Generator) -> bytes:
+    from torchvision.io import encode_png
+    import torch
+
+    return encode_png(torch.from_numpy(rng.integers(0, 256, (3, 16, 16), dtype=np.uint8))).numpy().tobytes()
+
+
+def _overwrite_middle(data: bytes, rng: np.random.Generator) -> bytes:
+    """Random bytes over 5% (at least 256 bytes) of the middle: the stream stays parseable."""
+    n, mid = max(256, len(data) // 20), len(data) // 2
+    return data[:mid] + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + data[mid + n:]
+
+
+# Ways of damaging a file, as seen in real crawls: each takes the bytes and returns new ones.
+DAMAGES: dict[str, Callable[[bytes, np.random.Generator], bytes]] = {
+    "zero_byte": lambda data, rng: b"",
+    "truncated": lambda data, rng: data[: len(data) * 2 // 5],
+    "overwritten": lambda data, rng: _overwrite_middle(data, rng),
+    "png_renamed": lambda data, rng: _png_bytes(rng),
+    "text_renamed": lambda data, rng: b"404 Not Found\n",
+}
+
+
+def corrupt_files(root: str | Path, fraction: float, seed: int = 0) -> list[Path]:
+    """Damage ``fraction`` of the .avi files under ``root`` in place, cycling
+    through ``DAMAGES``; returns the damaged paths in the order damaged."""
+    videos = sorted(Path(root).rglob("*.avi"))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(videos), round(fraction * len(videos)), replace=False))
+    damages = list(DAMAGES.values())
+    for n, i in enumerate(chosen):
+        videos[i].write_bytes(damages[n % len(damages)](videos[i].read_bytes(), rng))
+    return [videos[i] for i in chosen]

@@ -1,0 +1,281 @@
+"""Decode chosen frames of a video file or of a rawframe folder.
+
+``read_frames(path, indices)`` is the one entry point. A TG clip needs the pairs
+``{i_k, i_k + 1}``, so every reader decodes the sorted unique indices in one pass
+and the caller gets them back in the order (and multiplicity) it asked for.
+
+Damaged input must fail loudly: a truncated file's header still reports every
+frame, and FFmpeg's MPEG-4 decoder *conceals* bitstream damage, returning frames
+that look plausible but are wrong. Each reader therefore checks that every wanted
+frame came back and that the decoder reported no error, and raises
+``VideoReadError`` naming the file otherwise.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+from tgsemi.errors import ConfigError, VideoReadError
+
+# Decoding forward through this many unwanted frames is cheaper than seeking
+# (a seek restarts decoding at the keyframe before the target); see
+# docs/benchmarks.md, "Data pipeline".
+SEEK_GAP = 64
+
+
+class PyAVReader:
+    """PyAV: seek to the keyframe before a wanted frame, then decode forward.
+
+    ``err_detect=explode`` turns FFmpeg's error concealment into an error. Frame
+    indices come from timestamps (constant frame rate assumed), counted from the
+    first packet's timestamp because muxers with B-frames start at pts 1.
+    """
+
+    module = "av"
+
+    @staticmethod
+    @contextmanager
+    def _open(path: Path) -> Iterator[tuple]:
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                kind = container.format.name
+                if kind.startswith("image2") or kind.endswith("_pipe"):
+                    raise VideoReadError(path, f"is a still image ({kind}), not a video")
+                if not container.streams.video:
+                    raise VideoReadError(path, "has no video stream")
+                stream = container.streams.video[0]
+                stream.codec_context.thread_count = 1  # parallelism comes from DataLoader workers
+                stream.codec_context.options = {"err_detect": "explode"}
+                yield container, stream
+        except av.FFmpegError as e:
+            raise VideoReadError(path, f"FFmpeg cannot decode it: {e}") from e
+
+    @staticmethod
+    def _frame_count(path: Path, stream) -> int:
+        if stream.frames:
+            return stream.frames
+        if stream.duration and stream.average_rate:
+            return round(stream.duration * stream.time_base * stream.average_rate)
+        raise VideoReadError(path, "the container reports neither a frame count nor a duration")
+
+    def num_frames(self, path: Path) -> int:
+        with self._open(path) as (_, stream):
+            return self._frame_count(path, stream)
+
+    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+        with self._open(path) as (container, stream):
+            _check_range(path, wanted, self._frame_count(path, stream))
+            first = next(container.demux(stream), None)
+            offset = None if first is None else first.pts if first.pts is not None else first.dts
+            if offset is None:
+                raise VideoReadError(path, "has no timestamped video packets")
+            frames_per_tick = stream.time_base * (stream.average_rate or stream.guessed_rate)
+            wanted_set, out, pos, decoded = set(wanted), {}, None, iter(())
+            for i in wanted:
+                if pos is None or i > pos + SEEK_GAP:
+                    container.seek(offset + int(i / frames_per_tick), stream=stream)
+                    decoded = container.decode(stream)
+                for frame in decoded:
+                    if frame.pts is None or frame.is_corrupt:
+                        raise VideoReadError(path, f"frame after {pos} is corrupt or untimed")
+                    pos = round((frame.pts - offset) * frames_per_tick)
+                    if pos in wanted_set:
+                        out[pos] = frame.to_ndarray(format="rgb24")
+                    if pos >= i:
+                        break
+        missing = [i for i in wanted if i not in out]
+        if missing:
+            raise VideoReadError(path, f"frames {missing[:5]} are not in the file (truncated?)")
+        return np.stack([out[i] for i in wanted])
+
+
+_FFMPEG_ERROR = re.compile(r"^\[\w+ @ 0x[0-9a-f]+\] .*$", re.MULTILINE)
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Capture file descriptor 2; the list holds the text once the block exits.
+
+    decord's FFmpeg reports decode errors only as log lines on stderr, so this is
+    the one way to notice them. The lock keeps threads from swapping fd 2 at once.
+    """
+    text: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            text.append(log.read().decode(errors="replace"))
+
+
+class DecordReader:
+    """decord: random access by frame number; decode errors read from FFmpeg's log."""
+
+    module = "decord"
+
+    @staticmethod
+    def _open(path: Path):
+        import decord
+
+        try:
+            return decord.VideoReader(str(path), num_threads=1)
+        except (RuntimeError, decord.DECORDError) as e:
+            raise VideoReadError(path, f"decord cannot open it: {str(e).splitlines()[0]}") from e
+
+    def num_frames(self, path: Path) -> int:
+        return len(self._open(path))
+
+    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+        import decord
+
+        with _captured_stderr() as log:
+            reader = self._open(path)
+            _check_range(path, wanted, len(reader))
+            try:
+                frames = reader.get_batch(wanted).asnumpy()
+            except (RuntimeError, decord.DECORDError) as e:
+                raise VideoReadError(path, f"decord cannot decode it: {e}") from e
+        error = _FFMPEG_ERROR.search(log[0])  # decord logs FFmpeg at level ERROR only
+        if error:
+            raise VideoReadError(path, f"FFmpeg reported a decode error: {error.group()}")
+        os.write(2, log[0].encode())  # pass on anything else that was printed meanwhile
+        return frames
+
+
+class TorchCodecReader:
+    """torchcodec (optional): exact frame-number seeking in C++."""
+
+    module = "torchcodec"
+
+    @staticmethod
+    def _open(path: Path):
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            return VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=1)
+        except (RuntimeError, ValueError) as e:
+            raise VideoReadError(path, f"torchcodec cannot open it: {e}") from e
+
+    def num_frames(self, path: Path) -> int:
+        return len(self._open(path))
+
+    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+        decoder = self._open(path)
+        _check_range(path, wanted, len(decoder))
+        try:
+            return decoder.get_frames_at(indices=wanted).data.permute(0, 2, 3, 1).numpy()
+        except (RuntimeError, IndexError) as e:
+            raise VideoReadError(path, f"torchcodec cannot decode it: {e}") from e
+
+
+BACKENDS = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
+# Fastest first, measured on UCF-style XviD and on the synthetic set (docs/benchmarks.md).
+PREFERENCE = ("pyav", "torchcodec", "decord")
+
+
+def available_backends() -> list[str]:
+    """Backends whose library is installed, in preference order."""
+    return [name for name in PREFERENCE if importlib.util.find_spec(BACKENDS[name].module)]
+
+
+def default_backend() -> str:
+    """The fastest installed backend."""
+    installed = available_backends()
+    if not installed:
+        raise ConfigError(f"no video backend installed; install one of {list(BACKENDS)}")
+    return installed[0]
+
+
+def _reader(backend: str | None):
+    name = backend or default_backend()
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown video backend {name!r}; choose one of {list(BACKENDS)}")
+    if name not in available_backends():
+        raise ConfigError(f"video backend {name!r} is not installed")
+    return BACKENDS[name]()
+
+
+def _check_range(path: Path, wanted: list[int], total: int) -> None:
+    if wanted[0] < 0 or wanted[-1] >= total:
+        bad = wanted[0] if wanted[0] < 0 else wanted[-1]
+        raise VideoReadError(path, f"frame index {bad} out of range: it has {total} frames")
+
+
+def _frame_files(folder: Path, prefix: str) -> list[Path]:
+    return sorted(folder.glob(f"{prefix}*.jpg"))
+
+
+def _read_rawframes(folder: Path, wanted: list[int], prefix: str) -> np.ndarray:
+    """MMAction2 rawframe folder: ``{prefix}00001.jpg`` is frame 0."""
+    if not _frame_files(folder, prefix):
+        raise VideoReadError(folder, f"holds no {prefix}*.jpg frames")
+    files = [folder / f"{prefix}{i + 1:05d}.jpg" for i in wanted]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise VideoReadError(folder, f"frame files {absent[:5]} do not exist")
+    try:
+        images = decode_jpeg([read_file(str(f)) for f in files], mode=ImageReadMode.RGB)
+        return torch.stack(images).permute(0, 2, 3, 1).numpy()
+    except RuntimeError as e:
+        raise VideoReadError(folder, f"cannot decode its JPEG frames: {e}") from e
+
+
+def num_frames(path: str | Path, backend: str | None = None, prefix: str = "img_") -> int:
+    """Frame count from metadata (a truncated file may hold fewer than it reports)."""
+    path = Path(path)
+    _check_exists(path)
+    if path.is_dir():
+        files = _frame_files(path, prefix)
+        if not files:
+            raise VideoReadError(path, f"holds no {prefix}*.jpg frames")
+        return len(files)
+    return _reader(backend).num_frames(path)
+
+
+def read_frames(
+    path: str | Path,
+    indices: Sequence[int] | np.ndarray,
+    backend: str | None = None,
+    prefix: str = "img_",
+) -> np.ndarray:
+    """Frames ``indices`` (0-based, any order, repeats allowed) as uint8 ``(N, H, W, 3)`` RGB.
+
+    A directory is read as a rawframe folder (``prefix`` selects e.g. precomputed
+    ``tempgrad_`` frames); a file with ``backend`` (default: ``default_backend()``).
+    """
+    path = Path(path)
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
+    _check_exists(path)
+    wanted, order = np.unique(indices, return_inverse=True)
+    wanted = wanted.tolist()
+    if path.is_dir():
+        frames = _read_rawframes(path, wanted, prefix)
+    else:
+        frames = _reader(backend).read(path, wanted)
+    return frames[order]
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise VideoReadError(path, "does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoReadError(path, "is an empty (zero-byte) file")

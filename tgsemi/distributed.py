@@ -1,0 +1,52 @@
+"""torch.distributed helpers that degrade to single-process no-ops.
+
+The contrastive loss needs every rank's embeddings as negatives *with* gradient, which plain
+``all_gather`` does not provide.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        parts = [torch.empty_like(t) for _ in range(world_size())]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        # Every rank's loss depends on this rank's rows: their gradient is the sum over ranks.
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        n = grad.shape[0] // world_size()
+        return grad[rank() * n:(rank() + 1) * n]
+
+
+def all_gather_with_grad(t: Tensor) -> Tensor:
+    """Concatenate ``t`` from all ranks in rank order (dim 0), differentiably.
+
+    Every rank must pass the same shape. Identity when not running distributed.
+    """
+    if world_size() == 1:
+        return t
+    return _AllGatherWithGrad.apply(t)

@@ -1,0 +1,313 @@
+"""The training engine: one loop for every method.
+
+An epoch is one pass over the unlabeled pool; the labeled loader cycles and
+reshuffles on every pass. The loop knows nothing about losses: it builds the
+batched inputs ``[labeled | weak | strong]`` per stream, runs the model once,
+hands the outputs to ``method.loss`` and steps the optimiser. Everything that
+decides the next step (weights, optimiser, step, data position, RNG) is in the
+checkpoint, so a resumed run on CPU ends with bit-identical weights.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from tgsemi import checkpoint, distributed
+from tgsemi.config import Config, save_config
+from tgsemi.data import bad_inputs
+from tgsemi.data.bad_inputs import BadInputs
+from tgsemi.data.build import Splits, build_splits
+from tgsemi.data.datasets import EpochSampler, EvalDataset, LabeledDataset, UnlabeledDataset
+from tgsemi.errors import NonFiniteLossError
+from tgsemi.evaluate import autocast, evaluate, to_device
+from tgsemi.methods import Batch, Method, get_method
+from tgsemi.models import TwoStream, create_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Position:
+    """Where the data streams are: restored from a checkpoint to resume exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_batches: int = 0  # unlabeled batches consumed in this epoch
+    labeled_pass: int = 0
+    labeled_batches: int = 0  # labeled batches consumed in this pass
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", distributed.local_rank())
+    return torch.device("cpu")
+
+
+def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
+    """Linear warm-up from 0.1x, then cosine to 0; lr scaled with the global labeled batch."""
+    peak = cfg.train.lr * cfg.train.batch_size * world / cfg.train.base_batch_size
+    total = max(int(cfg.train.epochs * steps_per_epoch), 1)
+    warm = int(cfg.train.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return peak * (0.1 + 0.9 * step / warm)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
+
+
+class Loaders:
+    """Seeded, resumable loaders; item randomness comes from the sampler (see datasets.py)."""
+
+    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...]):
+        d, t = cfg.data, cfg.train
+        self.cfg, self.world, self.rank = cfg, distributed.world_size(), distributed.rank()
+        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
+                      allow_outside_root=d.allow_outside_root)
+        labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
+        self.labeled = LabeledDataset(d.root, labeled, resize=d.resize, crop=d.crop, **common)
+        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, resize=d.resize, crop=d.crop, **common)
+        self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
+        self.b_u = t.batch_size * t.mu
+        self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)
+
+    def _loader(self, dataset, batch: int, stream: int, epoch: int, start_batch: int) -> DataLoader:
+        sampler = EpochSampler(len(dataset), self.cfg.seed, epoch, start_batch * batch, rank=self.rank,
+                               world_size=self.world, stream=stream)
+        gen = torch.Generator().manual_seed(self.cfg.seed)  # keeps the global RNG untouched by workers
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=gen,
+                          num_workers=self.cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=False)
+
+    def labeled_batches(self, pos: Position) -> Iterator[dict]:
+        """Endless: a new shuffled pass whenever one ends."""
+        while True:
+            for batch in self._loader(self.labeled, self.cfg.train.batch_size, 0, pos.labeled_pass,
+                                      pos.labeled_batches):
+                pos.labeled_batches += 1
+                yield batch
+            pos.labeled_pass, pos.labeled_batches = pos.labeled_pass + 1, 0
+
+    def unlabeled_batches(self, pos: Position) -> Iterator[dict | None]:
+        """One epoch's unlabeled batches (``None`` for methods without unlabeled data)."""
+        if self.b_u == 0:
+            yield from (None for _ in range(pos.epoch_batches, self.steps_per_epoch))
+            return
+        loader = self._loader(self.unlabeled, self.b_u, 1, pos.epoch, pos.epoch_batches)
+        for _, batch in zip(range(pos.epoch_batches, self.steps_per_epoch), loader):
+            yield batch
+
+
+def model_inputs(method: Method, streams: tuple[str, ...], lab: dict, unl: dict | None) -> dict[str, torch.Tensor]:
+    """Per stream: ``cat(labeled, weak, strong)`` so BN statistics mix all clips (SPEC.md 3)."""
+    if unl is None or not method.uses_unlabeled:
+        return {s: lab[s] for s in streams}
+    return {s: torch.cat([lab[s], unl[f"{s}_w"], unl[f"{s}_s"]]) for s in streams}
+
+
+@torch.no_grad()
+def precise_bn(net: nn.Module, loader: DataLoader, modality: str, device: torch.device, batches: int,
+               channels_last: bool) -> None:
+    """Recompute BN running statistics as exact averages over training batches
+    (the running averages lag behind weights that changed during training)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or batches == 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    net.train()
+    for _, batch in zip(range(batches), loader):
+        net(to_device(batch[modality], device, channels_last))
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (+ TensorBoard). On resume, lines written after the
+    checkpoint are dropped so no step appears twice."""
+
+    def __init__(self, run_dir: Path, resume_step: int, enabled: bool):
+        self.enabled, self.path = enabled, run_dir / "metrics.jsonl"
+        if not enabled:
+            return
+        if self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
+                    and _step_of(ln) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(run_dir / "tb", purge_step=resume_step + 1 if resume_step else None)
+
+    def write(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tb.close()
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a torn last line from a killed run
+
+
+def _unwrap(model: nn.Module) -> TwoStream:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train(cfg: Config, run_dir: str | Path) -> Path:
+    """Train (or resume) the run in ``run_dir``; returns the final checkpoint path."""
+    run_dir = Path(run_dir)
+    distributed.setup()
+    device = pick_device(cfg.train.device)
+    main = distributed.is_main()
+    ckpt_dir = run_dir / "checkpoints"
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    resume = checkpoint.load(ckpt_dir / checkpoint.LAST) if (ckpt_dir / checkpoint.LAST).exists() else None
+
+    torch.manual_seed(cfg.seed)
+    method = get_method(cfg.method)
+    streams = cfg.streams()
+    splits = build_splits(cfg.data, cfg.seed)
+    bad = BadInputs(cfg.data.max_bad_fraction, run_dir / "bad_inputs.jsonl")
+    loaders = Loaders(cfg, splits, bad, streams)
+    if not method.uses_unlabeled:
+        loaders.b_u = 0
+    num_classes = len(splits.class_names)
+
+    net = create_model(cfg.model, num_classes, streams, method.needs_projection).to(device)
+    amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
+    if cfg.train.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    if distributed.world_size() > 1 and cfg.train.sync_bn:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                weight_decay=cfg.train.weight_decay)
+    pos = Position()
+    if resume is not None:
+        net.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        pos = Position(**resume["position"])
+        checkpoint.set_rng_state(resume["rng"][distributed.rank()] if isinstance(resume["rng"], list)
+                                 else resume["rng"])
+        log.info("resuming %s at step %d", run_dir, pos.step)
+    model: nn.Module = net
+    if distributed.world_size() > 1:
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        model = torch.compile(model)
+
+    spe = loaders.steps_per_epoch
+    total = int(cfg.train.epochs * spe)
+    if cfg.train.max_steps is not None:
+        total = min(total, cfg.train.max_steps)
+    metrics = MetricsLog(run_dir, pos.step, main)
+    bar = tqdm(total=total, initial=pos.step, desc=f"{cfg.method}", disable=not (main and cfg.train.progress),
+               dynamic_ncols=True)
+    labeled = loaders.labeled_batches(pos)
+    t_last = time.perf_counter()
+
+    def save_ckpt() -> None:
+        rngs = distributed.all_gather_object(checkpoint.rng_state())
+        if main:
+            checkpoint.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                             "position": vars(pos).copy(), "rng": rngs, "config": cfg.model_dump(),
+                             "class_names": splits.class_names, "scaler": None},
+                            ckpt_dir, pos.step, cfg.train.keep_last)
+        distributed.barrier()
+
+    while pos.step < total:
+        for unl in loaders.unlabeled_batches(pos):
+            if pos.step >= total:
+                break
+            lab = next(labeled)
+            lr = lr_at(pos.step, cfg, spe, distributed.world_size())
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            inputs = {s: to_device(x, device, cfg.train.channels_last)
+                      for s, x in model_inputs(method, streams, lab, unl).items()}
+            n_l = lab["label"].shape[0]
+            n_u = unl["label"].shape[0] if unl is not None and method.uses_unlabeled else 0
+            batch = Batch(y=lab["label"].to(device), n_l=n_l, n_u=n_u,
+                          y_u=unl["label"].to(device) if n_u else None,
+                          unlabeled_on=pos.step / spe >= cfg.loss.unlabeled_warmup_epochs)
+            model.train()
+            with autocast(device, amp):
+                out = model(inputs, n_project=n_l + n_u if method.needs_projection else 0)
+            terms, diag = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
+            loss = sum(terms.values())
+            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v.detach())]
+            if bad_terms:
+                if cfg.train.on_nonfinite == "stop":
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {pos.step} in term(s) {', '.join(bad_terms)}; "
+                        f"the last good checkpoint in {ckpt_dir} is intact (train.on_nonfinite=skip skips such steps)")
+                log.warning("skipping step %d: non-finite loss term(s) %s", pos.step, bad_terms)
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.clip_grad_norm:
+                    nn.utils.clip_grad_norm_(net.parameters(), cfg.train.clip_grad_norm)
+                optimizer.step()
+            pos.step += 1
+            pos.epoch_batches += 1
+            bar.update(1)
+            if pos.step % cfg.train.log_every_steps == 0 or pos.step == total:
+                values = {f"loss/{k}": float(v) for k, v in terms.items()}
+                values.update({"loss": float(loss), "lr": lr, "epoch": pos.step / spe, **diag})
+                dt = time.perf_counter() - t_last
+                values["sec_per_step"] = dt / cfg.train.log_every_steps
+                t_last = time.perf_counter()
+                metrics.write(pos.step, values)
+                bar.set_postfix({k: f"{values[k]:.3g}" for k in ("loss", "mask_rate", "train_acc") if k in values})
+            if pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < total:
+                save_ckpt()
+        else:
+            pos.epoch, pos.epoch_batches = pos.epoch + 1, 0
+            if pos.epoch % max(int(cfg.train.eval_every_epochs), 1) == 0 and pos.step < total:
+                metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
+    bar.close()
+    metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
+    save_ckpt()
+    if main:
+        (run_dir / "bad_inputs.json").write_text(json.dumps(bad_inputs.collect(bad.log_path), indent=1))
+    metrics.close()
+    return ckpt_dir / checkpoint.LAST
+
+
+def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device, amp: bool) -> dict:
+    """PreciseBN, then 1-clip centre-crop accuracy of every stream. Runs under a
+    forked RNG so that evaluating never changes the training that follows."""
+    out = {}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        stats_loader = loaders._loader(loaders.labeled, cfg.train.batch_size, 2, 0, 0)
+        for s, stream_net in net.nets.items():
+            precise_bn(stream_net, stats_loader, s, device, cfg.train.precise_bn_batches, cfg.train.channels_last)
+            res = evaluate(stream_net, loaders.test, s, stream_net.fc.out_features, device,
+                           cfg.eval.batch_size, cfg.data.num_workers, amp, cfg.train.channels_last)
+            out.update({f"val/{s}/{k}": v for k, v in res.items() if k != "confusion"})
+    return out

@@ -1,0 +1,50 @@
+"""The project's own error types.
+
+Every failure caused by user input (a file, a list line, a config key) raises one
+of these, naming what is at fault, so that a user never has to read a traceback
+from deep inside a third-party library to find the broken line.
+"""
+from __future__ import annotations
+
+
+class TgsemiError(Exception):
+    """Base class of every error tgsemi raises on purpose."""
+
+
+class VideoReadError(TgsemiError):
+    """A video or frame folder cannot be decoded into the frames asked for."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class AnnotationError(TgsemiError):
+    """A malformed annotation / split list line."""
+
+    def __init__(self, file: object, line: int | None, reason: str):
+        self.file = str(file)
+        self.line = line
+        where = f"{self.file}:{line}" if line is not None else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+class ConfigError(TgsemiError):
+    """An invalid configuration key or value."""
+
+
+class CheckpointError(TgsemiError):
+    """A checkpoint that cannot be loaded safely."""
+
+
+class MissingFilesError(TgsemiError):
+    """Files named in an annotation list do not exist."""
+
+
+class TooManyBadInputsError(TgsemiError):
+    """More inputs failed to decode than the configured share allows."""
+
+
+class NonFiniteLossError(TgsemiError):
+    """A loss term became NaN or inf."""

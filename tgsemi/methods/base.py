@@ -1,0 +1,80 @@
+"""What a method is: a pure function from model outputs to weighted loss terms.
+
+The engine runs the forward pass and the optimiser; a method only turns outputs into losses,
+so every formula of SPEC.md section 3 is testable on plain tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tgsemi.config import LossConfig
+from tgsemi.models.r3d import StreamOutput
+
+Gather = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Batch:
+    """The engine's view of one step, after the forward pass."""
+
+    y: Tensor  # (n_l,) labels of the labeled clips
+    n_l: int  # output rows are [labeled (n_l) | weak (n_u) | strong (n_u)]
+    n_u: int  # unlabeled clips; 0 for supervised
+    y_u: Tensor | None  # hidden labels of the unlabeled clips, diagnostics only; -1 = unknown
+    unlabeled_on: bool  # warm-up over: the unlabeled loss counts
+
+
+LossFn = Callable[[dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """``loss(outputs, batch, cfg, gather) -> (terms, diagnostics)``: the terms are weighted scalar
+    tensors summing to the total loss; diagnostics are floats (``train_acc``, ``mask_rate``,
+    ``pl_acc`` — NaN when no confident clip has a known label)."""
+
+    name: str
+    uses_unlabeled: bool
+    needs_projection: bool
+    loss: LossFn
+
+
+def split(t: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    """The labeled, weak and strong rows of a per-clip tensor."""
+    n_l, n_u = batch.n_l, batch.n_u
+    if t.shape[0] != n_l + 2 * n_u:
+        raise ValueError(f"expected {n_l} + 2 x {n_u} rows (labeled + weak + strong), got {t.shape[0]}")
+    return t[:n_l], t[n_l:n_l + n_u], t[n_l + n_u:]
+
+
+def only_stream(out: dict[str, StreamOutput]) -> StreamOutput:
+    if len(out) != 1:
+        raise ValueError(f"a single-stream method needs exactly one stream's outputs, got {sorted(out)}")
+    return next(iter(out.values()))
+
+
+def pseudo_labels(weak_logits: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """Hard pseudo-labels and the confidence mask ``max softmax >= threshold``, without gradient."""
+    confidence, labels = weak_logits.detach().float().softmax(dim=1).max(dim=1)
+    return labels, confidence >= threshold
+
+
+def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """``(1/B_u) sum_j m_j CE_j``: divided by all unlabeled clips, not only the confident ones."""
+    per_clip = F.cross_entropy(logits.float(), targets, reduction="none")
+    return (per_clip * mask).sum() / mask.sum().clamp(min=1)
+
+
+def accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    return (logits.argmax(dim=1) == y).float().mean()
+
+
+def to_floats(stats: dict[str, Tensor]) -> dict[str, float]:
+    """One device sync for all diagnostics instead of one per ``.item()``."""
+    values = torch.stack([v.detach().float() for v in stats.values()]).tolist()
+    return dict(zip(stats, values))

@@ -1,0 +1,44 @@
+"""FixMatch on one stream (the paper's Baseline-RGB / Baseline-TG) and its pseudo-label core."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tgsemi.config import LossConfig
+from tgsemi.methods.base import (
+    Batch, Gather, Method, accuracy, masked_ce, only_stream, pseudo_labels, split, to_floats,
+)
+from tgsemi.models.r3d import StreamOutput
+
+
+def fixmatch_terms(
+    streams: list[StreamOutput], batch: Batch, cfg: LossConfig
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Supervised and pseudo-label losses, each averaged over ``streams``.
+
+    The pseudo-labels come from the softmax of the streams' *averaged* weak logits, so RGB and
+    TG vote jointly; with one stream this is plain FixMatch. Train accuracy is the first stream's.
+    """
+    parts = [split(s.logits.float(), batch) for s in streams]
+    sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / len(parts)
+    weak = torch.stack([w for _, w, _ in parts]).mean(dim=0)
+    yhat, mask = pseudo_labels(weak, cfg.threshold)
+    if batch.unlabeled_on and batch.n_u > 0:
+        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / len(parts)
+    else:
+        unlabeled = sup.new_zeros(())
+    stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}
+    if batch.y_u is not None:
+        known = mask & (batch.y_u >= 0)
+        stats["pl_acc"] = (known & (yhat == batch.y_u)).sum() / known.sum()  # 0/0 -> NaN
+    return {"sup": sup, "unlabeled": unlabeled}, to_floats(stats)
+
+
+def fixmatch_loss(
+    out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    return fixmatch_terms([only_stream(out)], batch, cfg)
+
+
+FIXMATCH = Method("fixmatch", uses_unlabeled=True, needs_projection=False, loss=fixmatch_loss)

@@ -1,0 +1,100 @@
+"""R3D-18: the 3D ResNet-18 of supplement Table 4, with a width option and the method's heads.
+
+Layer names follow torchvision's ``r3d_18`` (``stem``, ``layer1``..``layer4``, ``fc``), so at
+width 64 a torchvision state_dict (e.g. its Kinetics-400 weights) loads into the backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass
+class StreamOutput:
+    """One network's outputs for a batch: everything the losses and analysis tools read."""
+
+    logits: Tensor  # (N, K)
+    features: list[Tensor]  # layer1..layer4 outputs (N, C_k, T_k, H_k, W_k), for feature alignment
+    pooled: Tensor  # (N, 8 * width) globally averaged last stage, for t-SNE
+    projection: Tensor | None = None  # projection head of the first n_project pooled rows
+
+
+def _conv_bn(cin: int, cout: int, kernel, stride, padding, relu: bool) -> nn.Sequential:
+    layers = [nn.Conv3d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm3d(cout)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3x3 conv-BN layers plus a (1x1x1 projected when the shape changes) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, 3, stride, 1, relu=True)
+        self.conv2 = _conv_bn(cout, cout, 3, 1, 1, relu=False)
+        self.downsample = _conv_bn(cin, cout, 1, stride, 0, relu=False) if stride != 1 or cin != cout else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+
+
+def _stage(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
+
+
+def projection_head(in_dim: int, dim: int) -> nn.Sequential:
+    """3-layer MLP; the final affine-free BN keeps embeddings centred for the contrastive loss."""
+    return nn.Sequential(
+        nn.Linear(in_dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+        nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+        nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False),
+    )
+
+
+class R3D18(nn.Module):
+    """3D ResNet-18 without max-pool: an L x 112 x 112 clip ends as L/8 x 7 x 7 x (8 * width)."""
+
+    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.5, projection_dim: int | None = 512):
+        super().__init__()
+        w1, w2, w3, w4 = (width * m for m in (1, 2, 4, 8))
+        self.stem = _conv_bn(3, w1, (3, 7, 7), (1, 2, 2), (1, 3, 3), relu=True)
+        self.layer1 = _stage(w1, w1, 1)
+        self.layer2 = _stage(w1, w2, 2)
+        self.layer3 = _stage(w2, w3, 2)
+        self.layer4 = _stage(w3, w4, 2)
+        self.num_features = w4
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(w4, num_classes)
+        self.projector = projection_head(w4, projection_dim) if projection_dim else None
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm3d, nn.BatchNorm1d)) and m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: Tensor, n_project: int = 0) -> StreamOutput:
+        """``x``: (N, 3, T, H, W). The projection runs here, not in the loss, so that DDP sees
+        every parameter used inside forward."""
+        x = self.stem(x)
+        features = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            features.append(x)
+        pooled = x.mean(dim=(2, 3, 4))
+        logits = self.fc(self.dropout(pooled))
+        projection = None
+        if n_project > 0:
+            if self.projector is None:
+                raise ValueError("n_project > 0 but this network was built without a projection head")
+            projection = self.projector(pooled[:n_project])
+        return StreamOutput(logits, features, pooled, projection)

@@ -1,0 +1,43 @@
+"""Two independent R3D-18 networks, one per modality; only RGB is needed at test time."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tgsemi.config import ModelConfig
+from tgsemi.models.r3d import R3D18, StreamOutput
+
+STREAMS = ("rgb", "tg")
+
+
+class TwoStream(nn.Module):
+    """RGB and/or TG networks with no shared weights, run on a dict of clips keyed by stream."""
+
+    def __init__(self, nets: dict[str, R3D18]):
+        super().__init__()
+        unknown = sorted(set(nets) - set(STREAMS))
+        if not nets or unknown:
+            raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {sorted(nets)}")
+        self.nets = nn.ModuleDict({s: nets[s] for s in STREAMS if s in nets})
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self.nets.keys())
+
+    @property
+    def primary(self) -> str:
+        """The stream used for inference: RGB when present (the TG net only teaches it)."""
+        return "rgb" if "rgb" in self.nets else self.streams[0]
+
+    def forward(self, inputs: dict[str, Tensor], n_project: int = 0) -> dict[str, StreamOutput]:
+        unknown = sorted(set(inputs) - set(self.nets))
+        if unknown:
+            raise ValueError(f"no network for stream(s) {unknown}; this model has {list(self.streams)}")
+        return {name: self.nets[name](x, n_project) for name, x in inputs.items()}
+
+
+def create_model(cfg: ModelConfig, num_classes: int, streams: tuple[str, ...], projection: bool) -> TwoStream:
+    """One freshly initialised R3D-18 per stream (both trained from scratch, jointly)."""
+    if len(set(streams)) != len(streams):
+        raise ValueError(f"duplicate streams in {streams}")
+    dim = cfg.projection_dim if projection else None
+    return TwoStream({s: R3D18(num_classes, cfg.width, cfg.dropout, dim) for s in streams})

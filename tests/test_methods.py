@@ -6,10 +6,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tgsemi import distributed
-from tgsemi.config import LossConfig
+from tgsemi.config import LossConfig, ModelConfig
 from tgsemi.distributed import all_gather_with_grad
 from tgsemi.methods import METHODS, Batch, get_method
-from tgsemi.models import StreamOutput
+from tgsemi.models import StreamOutput, create_model
 
 K = 20  # classes
 
@@ -268,6 +268,28 @@ def test_tg_fixmatch_rejects_bad_outputs():
     b.n_u = 2  # row count no longer matches
     with pytest.raises(ValueError, match="rows"):
         get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+
+
+@pytest.mark.parametrize("name", ["supervised", "fixmatch", "tg_fixmatch"])
+def test_every_parameter_gets_gradient_from_a_real_step(name):
+    """What DDP without find_unused_parameters needs: each trained weight is used by the loss."""
+    torch.manual_seed(0)
+    method = get_method(name)
+    streams = ("rgb", "tg") if name == "tg_fixmatch" else ("tg",)
+    model = create_model(ModelConfig(width=4, projection_dim=8), K, streams, method.needs_projection)
+    n_l, n_u = 2, (2 if method.uses_unlabeled else 0)
+    b = Batch(y=torch.tensor([1, 2]), n_l=n_l, n_u=n_u, y_u=None, unlabeled_on=True)
+    clips = torch.randn(n_l + 2 * n_u, 3, 2, 16, 16).to(memory_format=torch.channels_last_3d)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model({s: clips for s in streams}, n_project=(n_l + n_u) * method.needs_projection)
+    cfg = LossConfig(threshold=0.0)  # every pseudo-label counts
+    terms, diag = method.loss(out, b, cfg, identity)
+    total = sum(terms.values())
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    if method.uses_unlabeled:
+        assert diag["mask_rate"] == 1.0
 
 
 def test_method_registry():

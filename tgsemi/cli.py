@@ -29,7 +29,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     from tgsemi.config import load_config
     from tgsemi.engine import train
 
-    print(f"final checkpoint: {train(load_config(a.config, a.overrides), a.out)}")
+    train(load_config(a.config, a.overrides), a.out)
+    print(f"final checkpoint: {Path(a.out) / 'checkpoints' / 'last.pt'}")
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -102,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may follow --out
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

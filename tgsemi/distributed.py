@@ -5,6 +5,9 @@ The contrastive loss needs every rank's embeddings as negatives *with* gradient,
 """
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -50,3 +53,39 @@ def all_gather_with_grad(t: Tensor) -> Tensor:
     if world_size() == 1:
         return t
     return _AllGatherWithGrad.apply(t)
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup(timeout_s: float = 300) -> None:
+    """Join the process group when launched by torchrun (NCCL on GPU, gloo on CPU).
+
+    The timeout bounds how long a rank waits for a dead peer before it fails.
+    """
+    if is_initialized() or int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+
+def cleanup() -> None:
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(obj: object) -> list:
+    """Every rank's ``obj`` in rank order (``[obj]`` when not distributed)."""
+    if not is_initialized():
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -81,7 +81,7 @@ class Loaders:
         self.b_u = t.batch_size * t.mu
         self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)
 
-    def _loader(self, dataset, batch: int, stream: int, epoch: int, start_batch: int) -> DataLoader:
+    def loader(self, dataset, batch: int, stream: int, epoch: int, start_batch: int) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.cfg.seed, epoch, start_batch * batch, rank=self.rank,
                                world_size=self.world, stream=stream)
         gen = torch.Generator().manual_seed(self.cfg.seed)  # keeps the global RNG untouched by workers
@@ -92,7 +92,7 @@ class Loaders:
     def labeled_batches(self, pos: Position) -> Iterator[dict]:
         """Endless: a new shuffled pass whenever one ends."""
         while True:
-            for batch in self._loader(self.labeled, self.cfg.train.batch_size, 0, pos.labeled_pass,
+            for batch in self.loader(self.labeled, self.cfg.train.batch_size, 0, pos.labeled_pass,
                                       pos.labeled_batches):
                 pos.labeled_batches += 1
                 yield batch
@@ -103,7 +103,7 @@ class Loaders:
         if self.b_u == 0:
             yield from (None for _ in range(pos.epoch_batches, self.steps_per_epoch))
             return
-        loader = self._loader(self.unlabeled, self.b_u, 1, pos.epoch, pos.epoch_batches)
+        loader = self.loader(self.unlabeled, self.b_u, 1, pos.epoch, pos.epoch_batches)
         for _, batch in zip(range(pos.epoch_batches, self.steps_per_epoch), loader):
             yield batch
 
@@ -132,6 +132,10 @@ def precise_bn(net: nn.Module, loader: DataLoader, modality: str, device: torch.
         net(to_device(batch[modality], device, channels_last))
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
+        if distributed.world_size() > 1:  # every rank ends with the same statistics
+            for buf in (m.running_mean, m.running_var):
+                torch.distributed.all_reduce(buf)
+                buf /= distributed.world_size()
 
 
 class MetricsLog:
@@ -153,8 +157,9 @@ class MetricsLog:
     def write(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
+        clean = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in values.items()}
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+            f.write(json.dumps({"step": step, **clean}) + "\n")
         for k, v in values.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self.tb.add_scalar(k, v, step)
@@ -176,8 +181,9 @@ def _unwrap(model: nn.Module) -> TwoStream:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def train(cfg: Config, run_dir: str | Path) -> Path:
-    """Train (or resume) the run in ``run_dir``; returns the final checkpoint path."""
+def train(cfg: Config, run_dir: str | Path) -> TwoStream:
+    """Train (or resume) the run in ``run_dir``; returns the trained networks
+    (also saved as ``run_dir/checkpoints/last.pt``)."""
     run_dir = Path(run_dir)
     distributed.setup()
     device = pick_device(cfg.train.device)
@@ -277,8 +283,8 @@ def train(cfg: Config, run_dir: str | Path) -> Path:
             pos.epoch_batches += 1
             bar.update(1)
             if pos.step % cfg.train.log_every_steps == 0 or pos.step == total:
-                values = {f"loss/{k}": float(v) for k, v in terms.items()}
-                values.update({"loss": float(loss), "lr": lr, "epoch": pos.step / spe, **diag})
+                values = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+                values.update({"loss": float(loss.detach()), "lr": lr, "epoch": pos.step / spe, **diag})
                 dt = time.perf_counter() - t_last
                 values["sec_per_step"] = dt / cfg.train.log_every_steps
                 t_last = time.perf_counter()
@@ -296,7 +302,7 @@ def train(cfg: Config, run_dir: str | Path) -> Path:
     if main:
         (run_dir / "bad_inputs.json").write_text(json.dumps(bad_inputs.collect(bad.log_path), indent=1))
     metrics.close()
-    return ckpt_dir / checkpoint.LAST
+    return net
 
 
 def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device, amp: bool) -> dict:
@@ -304,7 +310,7 @@ def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device
     forked RNG so that evaluating never changes the training that follows."""
     out = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        stats_loader = loaders._loader(loaders.labeled, cfg.train.batch_size, 2, 0, 0)
+        stats_loader = loaders.loader(loaders.labeled, cfg.train.batch_size, 2, 0, 0)
         for s, stream_net in net.nets.items():
             precise_bn(stream_net, stats_loader, s, device, cfg.train.precise_bn_batches, cfg.train.channels_last)
             res = evaluate(stream_net, loaders.test, s, stream_net.fc.out_features, device,

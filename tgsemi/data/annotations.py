@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from tgsemi.errors import AnnotationError, MissingFilesError
 
@@ -29,6 +29,7 @@ Line = tuple[int, str]  # (1-based line number, text without the line break)
 _UCF_NAME = re.compile(r"(train|test)list\d*\.txt", re.IGNORECASE)
 _HMDB_NAME = re.compile(r"(.+)_test_split(\d+)\.txt")
 _HMDB_SUBSETS = {"0": "unused", "1": "train", "2": "test"}
+_UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # a list line could not hold it
 _SHOW = 80  # characters of an offending line quoted in an error
 
 
@@ -84,8 +85,8 @@ def _nonneg_int(token: str) -> int | None:
 
 
 def _check_path(file: Path, n: int, path: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        raise AnnotationError(file, n, f"path contains control characters: {_show(path)}")
+    if _UNWRITABLE.search(path):
+        raise AnnotationError(file, n, f"path contains whitespace or control characters: {_show(path)}")
     return path
 
 
@@ -132,8 +133,6 @@ def read_class_index(path: str | os.PathLike) -> dict[str, int]:
         if position in index.values():
             raise AnnotationError(file, n, f"class index {position + 1} is used twice")
         index[name] = position
-    if sorted(index.values()) != list(range(len(index))):
-        raise AnnotationError(file, None, f"class indices must run 1..{len(index)} without gaps")
     return index
 
 
@@ -168,37 +167,41 @@ def _read_mmaction(file: Path, lines: list[Line], fmt: ListFormat | None) -> Ann
 
 def _read_ucf101(file: Path, lines: list[Line], class_index: ClassIndex | None) -> AnnotationList:
     """UCF-101 trainlist ('Class/v.avi 1', 1-based) or testlist ('Class/v.avi',
-    label from the class folder). Trainlist labels are checked against the class
-    index when there is one, which turns an off-by-one list into a loud error."""
+    label from the class folder). A folder is one class: trainlist labels must
+    agree with the class index, or without one with each other, which turns an
+    off-by-one or shuffled list into a loud error."""
     beside = file.parent / "classInd.txt"
     if class_index is None and beside.is_file():
         class_index = beside
     classes = _class_lookup(class_index)
+    learned = classes is None
     # case-insensitive: copies of UCF-101 differ in the case of a few names (HandstandPushups)
-    by_folder = {name.lower(): i for i, name in classes.items()} if classes is not None else None
+    by_folder = {name.lower(): i for name, i in (classes or {}).items()}
     width, rows = _rows(file, lines, {2: "'Class/video.avi label' with a 1-based integer label",
                                       1: "'Class/video.avi'"})
-    if width == 1 and by_folder is None:
+    if width == 1 and learned:
         raise AnnotationError(file, None, "a UCF-101 testlist has no labels: pass class_index "
                                           "or put classInd.txt beside it")
     samples = []
     for n, line, cols in rows:
         path = _check_path(file, n, cols[0])
         folder = path.split("/")[0]
-        from_folder = by_folder.get(folder.lower()) if by_folder is not None else None
-        if width == 1:
-            if from_folder is None:
-                raise AnnotationError(file, n, f"class folder {folder!r} is not in the class index")
-            samples.append(Sample(path, from_folder))
-            continue
-        label = _nonneg_int(cols[1])
-        if label is None or label < 1:
-            raise AnnotationError(file, n, f"expected 'Class/video.avi label' with a 1-based integer label, "
-                                           f"got {_show(line)}")
-        if by_folder is not None and from_folder != label - 1:
-            raise AnnotationError(file, n, f"label {label} (1-based) does not match the class index entry of "
-                                           f"folder {folder!r}; if this list is 0-based, read it with fmt='video'")
-        samples.append(Sample(path, label - 1))
+        if width == 2:
+            label = _nonneg_int(cols[1])
+            if label is None or label < 1:
+                raise AnnotationError(file, n, f"expected 'Class/video.avi label' with a 1-based integer label, "
+                                               f"got {_show(line)}")
+            if learned and label - 1 not in by_folder.values():
+                by_folder.setdefault(folder.lower(), label - 1)
+        expected = by_folder.get(folder.lower())
+        if expected is None:
+            raise AnnotationError(file, n, f"class folder {folder!r} is not in the class index"
+                                  if not learned else f"label {label} is already used by another class folder")
+        if width == 2 and expected != label - 1:
+            source = "an earlier line" if learned else "the class index"
+            raise AnnotationError(file, n, f"label {label} (1-based) disagrees with class {expected + 1} that {source} "
+                                           f"gives folder {folder!r}; if this list is 0-based, read it with fmt='video'")
+        samples.append(Sample(path, expected))
     return AnnotationList(samples, "ucf101")
 
 
@@ -251,7 +254,8 @@ def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None
     has_label = "label" in col
     classes = _class_lookup(class_index)
     if classes is None and has_label:
-        classes = {name: i for i, name in enumerate(sorted({r[col["label"]] for _, _, r in rows if len(r) == len(header)}))}
+        names = {row[col["label"]] for _, _, row in rows if len(row) == len(header)}
+        classes = {name: i for i, name in enumerate(sorted(names))}
     samples = []
     for n, line, row in rows:
         if len(row) != len(header):
@@ -285,6 +289,8 @@ def read_list(path: str | os.PathLike, fmt: ReadFormat = "auto", class_index: Cl
     class-name sequence or class-list file) supplies labels where the list has
     names instead of numbers.
     """
+    if fmt not in get_args(ReadFormat) or subset not in _HMDB_SUBSETS.values():
+        raise ValueError(f"unknown list format {fmt!r} or subset {subset!r}")
     file = Path(path)
     if fmt == "hmdb51" or (fmt == "auto" and file.is_dir()):
         if not file.is_dir():
@@ -307,7 +313,7 @@ def read_list(path: str | os.PathLike, fmt: ReadFormat = "auto", class_index: Cl
 def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListFormat) -> Path:
     """Write samples in one of the readable line layouts (atomically: a crash
     never leaves a half-written list that would silently train on fewer clips)."""
-    if fmt not in ("video", "rawframes", "ucf101"):
+    if fmt not in get_args(ListFormat):
         raise ValueError(f"unknown list format {fmt!r}")
     lines = []
     for s in samples:

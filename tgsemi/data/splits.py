@@ -14,7 +14,7 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -62,9 +62,14 @@ def make_split(samples: Sequence[Sample], fraction: float | None = None, count: 
     gives the same split.
     """
     samples = list(samples)
-    if any(s.label < 0 for s in samples):
-        raise ConfigError("every clip of a train list needs a label to draw a labeled subset from it")
-    if unlabeled not in ("all", "complement"):
+    if not samples or any(s.label < 0 for s in samples):
+        raise ConfigError("a labeled subset needs a non-empty train list with a label on every clip")
+    if strategy not in get_args(Strategy):
+        raise ConfigError(f"unknown split strategy {strategy!r}; use stratified, random or per-class")
+    if (per_class is not None) != (strategy == "per-class"):
+        raise ConfigError(f"per_class goes with strategy 'per-class' and only with it (strategy {strategy!r}, "
+                          f"per_class {per_class})")
+    if unlabeled not in get_args(Unlabeled):
         raise ConfigError(f"unlabeled must be 'all' or 'complement', got {unlabeled!r}")
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = defaultdict(list)
@@ -73,29 +78,22 @@ def make_split(samples: Sequence[Sample], fraction: float | None = None, count: 
     classes = sorted(by_class)
 
     if strategy == "per-class":
-        if per_class is None or per_class < 1:
-            raise ConfigError(f"strategy 'per-class' needs per_class >= 1, got {per_class}")
         short = [c for c in classes if len(by_class[c]) < per_class]
-        if short:
-            raise ConfigError(f"{len(short)} classes have fewer than {per_class} clips (labels {short[:5]})")
-        sizes = [per_class] * len(classes)
-    elif strategy in ("stratified", "random"):
-        if per_class is not None:
-            raise ConfigError(f"per_class only applies to strategy 'per-class', not {strategy!r}")
+        if per_class < 1 or short:
+            raise ConfigError(f"per_class must be >= 1 and at most the clips of the smallest class: "
+                              f"{len(short)} classes have fewer than {per_class} clips (labels {short[:5]})")
+        picks = [rng.choice(by_class[c], per_class, replace=False) for c in classes]
+    elif strategy == "random":
+        picks = [rng.choice(len(samples), _labeled_count(len(samples), fraction, count), replace=False)]
+    else:
         n = _labeled_count(len(samples), fraction, count)
-        if strategy == "stratified" and n < len(classes):
+        if n < len(classes):
             raise ConfigError(f"a stratified subset needs at least one clip per class: "
                               f"{n} clips for {len(classes)} classes")
-        sizes = _stratified_counts([len(by_class[c]) for c in classes], n) if strategy == "stratified" else None
-    else:
-        raise ConfigError(f"unknown split strategy {strategy!r}; use stratified, random or per-class")
-
+        sizes = _stratified_counts([len(by_class[c]) for c in classes], n)
+        picks = [rng.choice(by_class[c], k, replace=False) for c, k in zip(classes, sizes)]
     chosen = np.zeros(len(samples), dtype=bool)
-    if sizes is None:
-        chosen[rng.choice(len(samples), n, replace=False)] = True
-    else:
-        for c, k in zip(classes, sizes):
-            chosen[rng.choice(by_class[c], k, replace=False)] = True
+    chosen[np.concatenate(picks)] = True
     labeled = [s for s, keep in zip(samples, chosen) if keep]
     rest = samples if unlabeled == "all" else [s for s, keep in zip(samples, chosen) if not keep]
     return labeled, rest
@@ -115,7 +113,8 @@ def split_list_file(train_list: str | os.PathLike, out_dir: str | os.PathLike, f
     labeled, rest = make_split(source.samples, fraction, count, per_class, strategy, seed, unlabeled)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = write_list(out / "labeled.txt", labeled, source.format), write_list(out / "unlabeled.txt", rest, source.format)
+    paths = (write_list(out / "labeled.txt", labeled, source.format),
+             write_list(out / "unlabeled.txt", rest, source.format))
     if source.format == "ucf101":
         names = {s.label: s.path.split("/")[0] for s in reversed(source.samples)}
         (out / "classInd.txt").write_text("".join(f"{c + 1} {names[c]}\n" for c in sorted(names)), encoding="utf-8")

@@ -12,6 +12,7 @@ frame came back and that the decoder reported no error, and raises
 """
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import os
 import re
@@ -27,18 +28,15 @@ from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from tgsemi.errors import ConfigError, VideoReadError
 
-# Decoding forward through this many unwanted frames is cheaper than seeking
-# (a seek restarts decoding at the keyframe before the target); see
-# docs/benchmarks.md, "Data pipeline".
-SEEK_GAP = 64
-
-
 class PyAVReader:
     """PyAV: seek to the keyframe before a wanted frame, then decode forward.
 
-    ``err_detect=explode`` turns FFmpeg's error concealment into an error. Frame
-    indices come from timestamps (constant frame rate assumed), counted from the
-    first packet's timestamp because muxers with B-frames start at pts 1.
+    It seeks again only when the container's index shows a keyframe between the
+    last decoded frame and the next wanted one: seeking to it is then cheaper than
+    decoding through (docs/benchmarks.md, "Data pipeline"); without one, a seek
+    would only go back. ``err_detect=explode`` turns FFmpeg's error concealment
+    into an error. Frame indices come from timestamps (constant frame rate
+    assumed), counted from the first packet's, as muxers with B-frames start at 1.
     """
 
     module = "av"
@@ -82,9 +80,14 @@ class PyAVReader:
             if offset is None:
                 raise VideoReadError(path, "has no timestamped video packets")
             frames_per_tick = stream.time_base * (stream.average_rate or stream.guessed_rate)
+            entries = stream.index_entries
+            keyframes = [round((e.timestamp - entries[0].timestamp) * frames_per_tick)
+                         for e in entries if e.is_keyframe]
             wanted_set, out, pos, decoded = set(wanted), {}, None, iter(())
             for i in wanted:
-                if pos is None or i > pos + SEEK_GAP:
+                if pos is not None and pos >= i:  # skipped over: reported as missing below
+                    continue
+                if pos is None or bisect.bisect_right(keyframes, i) > bisect.bisect_right(keyframes, pos):
                     container.seek(offset + int(i / frames_per_tick), stream=stream)
                     decoded = container.decode(stream)
                 for frame in decoded:

@@ -67,7 +67,7 @@ def pseudo_labels(weak_logits: Tensor, threshold: float) -> tuple[Tensor, Tensor
 def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
     """``(1/B_u) sum_j m_j CE_j``: divided by all unlabeled clips, not only the confident ones."""
     per_clip = F.cross_entropy(logits.float(), targets, reduction="none")
-    return (per_clip * mask).sum() / mask.sum().clamp(min=1)
+    return (per_clip * mask).sum() / max(len(mask), 1)
 
 
 def accuracy(logits: Tensor, y: Tensor) -> Tensor:

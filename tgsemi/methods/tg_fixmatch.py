@@ -29,8 +29,9 @@ def nce(a: Tensor, b: Tensor, temperature: float, gather: Gather) -> Tensor:
     """InfoNCE of ``a`` against every rank's ``b``: ``b_i`` is the positive of ``a_i`` and the other
     ``b`` rows the only negatives (no ``a``-``a`` pairs)."""
     b_all = gather(b)
-    if len(b_all) != len(b) * distributed.world_size():
-        raise ValueError(f"gather returned {len(b_all)} rows for {len(b)} per rank on {distributed.world_size()} rank(s)")
+    world = distributed.world_size()
+    if len(b_all) != len(b) * world:
+        raise ValueError(f"gather returned {len(b_all)} rows for {len(b)} per rank on {world} rank(s)")
     with torch.autocast(a.device.type, enabled=False):  # keep the similarities in float32
         logits = a.float() @ b_all.float().T / temperature
     targets = torch.arange(len(a), device=a.device) + distributed.rank() * len(a)

@@ -1,0 +1,85 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tgsemi import checkpoint
+from tgsemi.cli import main as cli
+from tgsemi.config import load_config
+from tgsemi.engine import lr_at, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(root, *overrides):
+    return load_config("synthetic_tiny", [f"data.root={root}", *overrides])
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path):
+    straight = train(tiny_cfg(tiny_root), tmp_path / "straight").state_dict()
+    train(tiny_cfg(tiny_root, "train.max_steps=7"), tmp_path / "resumed")  # stops mid-epoch
+    assert checkpoint.load(tmp_path / "resumed")["position"]["step"] == 7
+    resumed = train(tiny_cfg(tiny_root), tmp_path / "resumed").state_dict()
+    assert_same_weights(straight, resumed)
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(ln)]
+    assert steps == sorted(set(steps)) and steps[-1] == 24  # no duplicated step after resuming
+
+
+@pytest.mark.parametrize("method,modality", [("supervised", "rgb"), ("fixmatch", "rgb"), ("fixmatch", "tg")])
+def test_baselines_train_and_log(tiny_root, tmp_path, method, modality):
+    train(tiny_cfg(tiny_root, f"method={method}", f"model.modality={modality}", "train.epochs=1"), tmp_path)
+    ckpt = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert {k.split(".")[1] for k in ckpt["model"]} == {modality}
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(f"val/{modality}/top1" in r for r in records)
+    train_keys = set().union(*(r for r in records if "loss" in r))
+    assert {"loss", "lr", "train_acc", "loss/sup"} <= train_keys
+    assert ("mask_rate" in train_keys) == (method == "fixmatch")
+
+
+def test_lr_schedule_warmup_and_cosine():
+    cfg = load_config("synthetic_cpu", ["train.epochs=10", "train.warmup_epochs=2", "train.lr=0.2",
+                                        "train.batch_size=8", "train.base_batch_size=40"])
+    peak = 0.2 * 8 / 40
+    assert lr_at(0, cfg, 10, 1) == pytest.approx(0.1 * peak)
+    assert lr_at(20, cfg, 10, 1) == pytest.approx(peak)
+    assert lr_at(60, cfg, 10, 1) == pytest.approx(peak * 0.5)  # half-way through the cosine
+    assert lr_at(100, cfg, 10, 1) == pytest.approx(0, abs=1e-12)
+    assert lr_at(20, cfg, 10, 2) == pytest.approx(2 * peak)  # scaled with the global batch
+
+
+def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["train", "synthetic_tiny", "--out", str(run), f"data.root={tiny_root}", "method=fixmatch",
+                "train.max_steps=3", "train.ckpt_every_steps=2"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["position"]["step"] == 3 and "model" in ckpt
+    assert cli(["eval", str(run), "--clips", "2", "--crops", "3"]) == 0
+    res = json.loads((run / "eval_test_rgb_2x3.json").read_text())
+    n_test = len((tiny_root / "testlist01.txt").read_text().split())
+    assert res["scored"] == n_test and res["failed"] == 0
+    assert 0 <= res["top1"] <= res["top5"] <= 100
+    assert "| top-1 |" in capsys.readouterr().out
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+           str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), f"data.root={tiny_root}", "train.max_steps=4",
+           "train.batch_size=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert_same_weights(r0, r1)
+    assert checkpoint.load(tmp_path)["position"]["step"] == 4

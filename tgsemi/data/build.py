@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tgsemi.config import DataConfig
-from tgsemi.data.annotations import Sample, check_exists, read_list
+from tgsemi.data.annotations import Sample, check_exists, read_class_index, read_list
 from tgsemi.data.splits import make_split
 
 
@@ -20,7 +20,8 @@ class Splits:
 def _class_names(root: Path, samples: list[Sample]) -> list[str]:
     class_ind = root / "classInd.txt"
     if class_ind.exists():
-        return [line.split()[1] for line in class_ind.read_text().splitlines() if line.strip()]
+        index = read_class_index(class_ind)
+        return sorted(index, key=index.get)
     return [f"class_{k}" for k in range(max(s.label for s in samples) + 1)]
 
 
@@ -39,7 +40,8 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
     test = check_exists(root, _list(cfg, cfg.test_list, "testlist01.txt"), cfg.on_missing)
     if cfg.labeled_list:
         labeled = check_exists(root, _list(cfg, cfg.labeled_list, ""), cfg.on_missing)
-        unlabeled = train if cfg.unlabeled == "all" else [s for s in train if s not in set(labeled)]
+        chosen = set(labeled)
+        unlabeled = train if cfg.unlabeled == "all" else [s for s in train if s not in chosen]
     else:
         labeled, unlabeled = make_split(
             train, fraction=None if cfg.per_class else cfg.labeled_fraction, per_class=cfg.per_class,

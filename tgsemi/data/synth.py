@@ -50,8 +50,8 @@ def _wrap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _sawtooth(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
-    """0 -> 1 ramps over 30-50 frames: a motion that restarts, for long videos."""
-    return np.mod(t / rng.uniform(30, 50) + rng.random(), 1.0)
+    """0 -> 1 ramps over 20-40 frames: a motion that restarts, for long videos."""
+    return np.mod(t / rng.uniform(20, 40) + rng.random(), 1.0)
 
 
 def _linear(dx: float, dy: float) -> Motion:
@@ -73,7 +73,7 @@ def _rotate(rng, t, w, h):
 def _zoom(sign: int) -> Motion:
     def motion(rng, t, w, h):
         ramp = _sawtooth(rng, t)
-        scale = np.exp(np.log(0.4) + np.log(4.5) * (ramp if sign > 0 else 1 - ramp))
+        scale = 0.4 * np.exp(np.log(5) * (ramp if sign > 0 else 1 - ramp))
         return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale,
                       rng.uniform(0, np.pi), t)
     return motion

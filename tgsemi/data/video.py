@@ -29,14 +29,14 @@ from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from tgsemi.errors import ConfigError, VideoReadError
 
 class PyAVReader:
-    """PyAV: seek to the keyframe before a wanted frame, then decode forward.
+    """PyAV: demux the packets, decode forward from the keyframe before each wanted frame.
 
-    It seeks again only when the container's index shows a keyframe between the
-    last decoded frame and the next wanted one: seeking to it is then cheaper than
-    decoding through (docs/benchmarks.md, "Data pipeline"); without one, a seek
-    would only go back. ``err_detect=explode`` turns FFmpeg's error concealment
-    into an error. Frame indices come from timestamps (constant frame rate
-    assumed), counted from the first packet's, as muxers with B-frames start at 1.
+    It jumps to a later keyframe only when one lies between the last packet fed
+    and the next wanted frame: that beats decoding through (docs/benchmarks.md,
+    "Data pipeline"). Packet timestamps give display indices (constant frame rate
+    assumed) even with B-frames, where keyframes' decode and display order differ
+    and timestamp seeks land late. ``err_detect=explode`` turns FFmpeg's error
+    concealment into an error.
     """
 
     module = "av"
@@ -75,29 +75,30 @@ class PyAVReader:
     def read(self, path: Path, wanted: list[int]) -> np.ndarray:
         with self._open(path) as (container, stream):
             _check_range(path, wanted, self._frame_count(path, stream))
-            first = next(container.demux(stream), None)
-            offset = None if first is None else first.pts if first.pts is not None else first.dts
-            if offset is None:
+            packets = [p for p in container.demux(stream) if p.size]  # ~1 ms for a UCF clip
+            stamps = [p.pts if p.pts is not None else p.dts for p in packets]
+            if not packets or None in stamps:
                 raise VideoReadError(path, "has no timestamped video packets")
+            first = min(stamps)
             frames_per_tick = stream.time_base * (stream.average_rate or stream.guessed_rate)
-            entries = stream.index_entries
-            keyframes = [round((e.timestamp - entries[0].timestamp) * frames_per_tick)
-                         for e in entries if e.is_keyframe]
-            wanted_set, out, pos, decoded = set(wanted), {}, None, iter(())
+            keyframes = [(round((t - first) * frames_per_tick), n)
+                         for n, (p, t) in enumerate(zip(packets, stamps)) if p.is_keyframe]
+            if not keyframes:
+                raise VideoReadError(path, "has no keyframe")
+            codec, wanted_set, out, fed, pos = stream.codec_context, set(wanted), {}, 0, -1
             for i in wanted:
-                if pos is not None and pos >= i:  # skipped over: reported as missing below
-                    continue
-                if pos is None or bisect.bisect_right(keyframes, i) > bisect.bisect_right(keyframes, pos):
-                    container.seek(offset + int(i / frames_per_tick), stream=stream)
-                    decoded = container.decode(stream)
-                for frame in decoded:
-                    if frame.pts is None or frame.is_corrupt:
-                        raise VideoReadError(path, f"frame after {pos} is corrupt or untimed")
-                    pos = round((frame.pts - offset) * frames_per_tick)
-                    if pos in wanted_set:
-                        out[pos] = frame.to_ndarray(format="rgb24")
-                    if pos >= i:
-                        break
+                start = keyframes[max(0, bisect.bisect_right(keyframes, (i, len(packets))) - 1)][1]
+                if start > fed:
+                    codec.flush_buffers()
+                    fed = start
+                while pos < i and fed <= len(packets):  # a None packet drains the decoder
+                    for frame in codec.decode(packets[fed] if fed < len(packets) else None):
+                        if frame.pts is None or frame.is_corrupt:
+                            raise VideoReadError(path, f"frame after {pos} is corrupt or untimed")
+                        pos = round((frame.pts - first) * frames_per_tick)
+                        if pos in wanted_set:
+                            out[pos] = frame.to_ndarray(format="rgb24")
+                    fed += 1
         missing = [i for i in wanted if i not in out]
         if missing:
             raise VideoReadError(path, f"frames {missing[:5]} are not in the file (truncated?)")

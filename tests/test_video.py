@@ -16,8 +16,17 @@ FRAMES = 60
 
 
 def _source(seed: int) -> np.ndarray:
+    """A synthetic clip whose top rows spell each frame's index in 8 black/white bits."""
     rng = np.random.default_rng
-    return render_clip("Circle", rng(seed), rng(seed + 1), None, FRAMES, (64, 48), 1.0, 2, 0.0)
+    frames = render_clip("Circle", rng(seed), rng(seed + 1), None, FRAMES, (64, 48), 1.0, 2, 2.0)
+    bits = (np.arange(FRAMES)[:, None] >> np.arange(8)) & 1
+    frames[:, :8] = np.repeat(bits * 255, 8, axis=1)[:, None, :, None].astype(np.uint8)
+    return frames
+
+
+def _stamped_index(frames: np.ndarray) -> np.ndarray:
+    bits = frames[:, :8].reshape(len(frames), 8, 8, 8, 3).mean(axis=(1, 3, 4)) > 127
+    return (bits << np.arange(8)).sum(axis=1)
 
 
 def _write_with_bframes(path: Path, frames: np.ndarray) -> None:
@@ -47,8 +56,15 @@ def videos(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
     return {"plain": (plain, source), "bframes": (bframes, source)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", ["plain", "bframes"])
+def _cases() -> list:
+    """Every backend on both files; decord misplaces frames after a seek in AVI files
+    with B-frames (dmlc/decord#195, #365): strict xfail notices a fix."""
+    known_bug = pytest.mark.xfail(strict=True, reason="decord seeks wrongly with B-frames")
+    return [pytest.param(b, kind, marks=known_bug if (b, kind) == ("decord", "bframes") else ())
+            for b in BACKENDS for kind in ("plain", "bframes")]
+
+
+@pytest.mark.parametrize(("backend", "kind"), _cases())
 def test_backends_return_the_decoded_frames_in_requested_order(videos, backend, kind):
     path, _ = videos[kind]
     reference = _decode_all(path)
@@ -61,14 +77,12 @@ def test_backends_return_the_decoded_frames_in_requested_order(videos, backend, 
         np.testing.assert_array_equal(frames, reference[indices])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", ["plain", "bframes"])
-def test_frame_index_matches_the_source_frame(videos, backend, kind):
+@pytest.mark.parametrize(("backend", "kind"), _cases())
+def test_frame_index_is_the_source_frame_number(videos, backend, kind):
     path, source = videos[kind]
-    frames = read_frames(path, np.arange(1, FRAMES - 1), backend).astype(float)
-    own = np.abs(frames - source[1:-1]).mean()
-    for shifted in (source[:-2], source[2:]):  # one frame early / late
-        assert own < 0.5 * np.abs(frames - shifted).mean()
+    assert (_stamped_index(source) == np.arange(FRAMES)).all()
+    indices = [40, 41, 7, 8, 0, 1, 23, 24, FRAMES - 2, FRAMES - 1]
+    np.testing.assert_array_equal(_stamped_index(read_frames(path, indices, backend)), indices)
     assert num_frames(path, backend) == FRAMES
 
 
@@ -117,12 +131,18 @@ def test_damaged_files_raise_video_read_error_naming_the_path(videos, tmp_path, 
         assert caught.value.path == str(path) and str(path) in str(caught.value), name
 
 
-def test_mid_file_damage_would_otherwise_decode_silently(videos, tmp_path):
-    """Guards the test above: FFmpeg's default concealment returns all frames, wrong."""
+def test_mid_file_damage_is_caught_where_ffmpeg_stays_silent(videos, tmp_path):
+    """Plain FFmpeg decodes the damaged file without an error, returning wrong frames
+    (concealed damage, and later frames renumbered after the demuxer resyncs)."""
     path = _damaged(tmp_path, videos["plain"][0])["mid_file_corrupted"]
-    frames = _decode_all(path)
-    assert len(frames) == FRAMES
-    assert not np.array_equal(frames, _decode_all(videos["plain"][0]))
+    with av.open(str(path)) as container:
+        damaged = {f.pts: f.to_ndarray(format="rgb24") for f in container.decode(video=0)}
+    clean = _decode_all(videos["plain"][0])
+    wrong = [i for i, frame in damaged.items() if not np.array_equal(frame, clean[i])]
+    assert len(wrong) > 10
+    late = wrong[-5:-3]  # frames that decode without error, under the wrong number
+    with pytest.raises(VideoReadError, match="mid_file_corrupted.avi"):
+        read_frames(path, late, "pyav")
 
 
 def _write_rawframes(folder: Path, frames: np.ndarray, prefix: str) -> None:

@@ -53,6 +53,41 @@ def cmd_demo(a: argparse.Namespace) -> None:
     print(f"report: {run_demo(a.out, quick=a.quick, data_dir=a.data, seeds=a.seeds)}")
 
 
+def cmd_robustness(a: argparse.Namespace) -> None:
+    from tgsemi.analysis import robustness as rob
+
+    res = rob.robustness(a.runs, a.corruptions, a.severities, a.modality, a.clips, a.batch_size, progress=True)
+    paths = rob.save(res, a.out)
+    print(rob.table_markdown(res))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_gradcam(a: argparse.Namespace) -> None:
+    from tgsemi.analysis.gradcam import gradcam_video
+
+    if len(a.paths) < 2:
+        raise TgsemiError("give one or more runs (or checkpoints) and then the video")
+    target = a.target if a.target in ("pred", "true") else int(a.target)
+    paths = gradcam_video(a.paths[:-1], a.paths[-1], a.out, a.layer, target, a.modality)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_tsne(a: argparse.Namespace) -> None:
+    from tgsemi.analysis.embedding import separability_markdown, tsne_figure
+
+    res = tsne_figure(a.runs, a.out, a.modality, a.clips, a.perplexity, batch_size=a.batch_size, progress=True)
+    print(separability_markdown(res))
+    print(f"wrote {res['figure']}, {res['json']}")
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from tgsemi.analysis.report import make_report
+
+    path = make_report(a.runs, a.out, clips=a.clips, severity=a.severity, video=a.video, layer=a.layer,
+                       batch_size=a.batch_size, progress=True)
+    print(f"report: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tgsemi", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -99,6 +134,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None, help="dataset folder (default data/demo or data/demo-quick)")
     s.add_argument("--seeds", type=int, nargs="+", default=None)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("robustness", help="test top-1 under input corruptions (Table 5) and severity curves")
+    s.add_argument("runs", nargs="+", help="run folders or checkpoints, one column each")
+    s.add_argument("--corruptions", nargs="+", help="default: all of contrast brightness grayscale gaussian_noise "
+                                                     "blur jpeg frame_drop jitter")
+    s.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="1..5")
+    s.add_argument("--modality", choices=["rgb", "tg"], help="network to test (default: each run's RGB net)")
+    s.add_argument("--clips", type=int, default=1)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", required=True, help="folder for robustness.{md,json,png}")
+    s.set_defaults(func=cmd_robustness)
+
+    s = sub.add_parser("gradcam", help="Grad-CAM maps of runs on one video: PNG grid + GIF",
+                       description="VIDEO is a video file, a rawframe folder, or test:K (the K-th video of the "
+                                   "first run's test list, 0-based).")
+    s.add_argument("paths", nargs="+", metavar="CKPT_OR_RUN... VIDEO")
+    s.add_argument("--layer", default="layer3", choices=["stem", "layer1", "layer2", "layer3", "layer4"])
+    s.add_argument("--target", default="pred", help="pred, true (test:K only) or a class index")
+    s.add_argument("--modality", nargs="+", choices=["rgb", "tg"], help="networks to show (default: all)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_gradcam)
+
+    s = sub.add_parser("tsne", help="t-SNE of test-set features with separability numbers (Figure 5)")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--modality", choices=["rgb", "tg"])
+    s.add_argument("--clips", type=int, help="clips averaged per video (default: the run's eval.clips)")
+    s.add_argument("--perplexity", type=float, default=30.0)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", required=True, help="figure path (.png); the JSON goes beside it")
+    s.set_defaults(func=cmd_tsne)
+
+    s = sub.add_parser("report", help="robustness, overfitting, Grad-CAM, t-SNE and the verdict in one report.md")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--clips", type=int, default=1)
+    s.add_argument("--severity", type=int, choices=range(1, 6), default=3)
+    s.add_argument("--video", default="test:0", help="Grad-CAM video: test:K or a path")
+    s.add_argument("--layer", default="layer3")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_report)
     return p
 
 

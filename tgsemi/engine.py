@@ -139,17 +139,18 @@ def precise_bn(net: nn.Module, loader: DataLoader, modality: str, device: torch.
 
 
 class MetricsLog:
-    """``metrics.jsonl`` (+ TensorBoard). On resume, lines written after the
-    checkpoint are dropped so no step appears twice."""
+    """``metrics.jsonl`` (+ TensorBoard). On resume, lines the resumed run will
+    write again are dropped so no step appears twice."""
 
     def __init__(self, run_dir: Path, resume_step: int, enabled: bool):
         self.enabled, self.path = enabled, run_dir / "metrics.jsonl"
         if not enabled:
             return
         if self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
-                    and _step_of(ln) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            kept = [ln for ln in self.path.read_text().splitlines() if _kept(ln, resume_step)]
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+            tmp.replace(self.path)  # a kill right now must not empty the log
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(run_dir / "tb", purge_step=resume_step + 1 if resume_step else None)
@@ -169,16 +170,42 @@ class MetricsLog:
             self.tb.close()
 
 
-def _step_of(line: str) -> int | None:
+def _kept(line: str, resume_step: int) -> bool:
+    """Whether a metrics line survives a resume at ``resume_step``: training records
+    up to that step; evaluation records only before it, because the resumed run
+    evaluates at that step again (end of epoch, or the final evaluation)."""
     try:
-        return int(json.loads(line)["step"])
+        record = json.loads(line)
+        step = int(record["step"])
     except (ValueError, KeyError, TypeError):
-        return None  # a torn last line from a killed run
+        return False  # a torn last line from a killed run
+    return step < resume_step or (step == resume_step and "loss" in record)
 
 
-def _unwrap(model: nn.Module) -> TwoStream:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return model.module if isinstance(model, DistributedDataParallel) else model
+def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor], batch: Batch,
+               optimizer: torch.optim.Optimizer, cfg: Config, amp: bool, device: torch.device
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+    """Forward all clips once per stream, the method's losses, backward, clip, step.
+
+    A step whose loss has a non-finite term is not applied (the caller decides
+    whether to stop or go on). Returns the loss, its terms (detached) and diagnostics.
+    """
+    model.train()
+    with autocast(device, amp):
+        out = model(inputs, n_project=batch.n_l + batch.n_u if method.needs_projection else 0)
+    terms, diag = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    finite = torch.stack([v.detach().float() for v in terms.values()]).isfinite().all().float()
+    if distributed.world_size() > 1:  # every rank must skip together, or DDP's all-reduce hangs
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    if finite:
+        loss.backward()
+        if cfg.train.clip_grad_norm:
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                     cfg.train.clip_grad_norm)
+        optimizer.step()
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag
 
 
 def train(cfg: Config, run_dir: str | Path) -> TwoStream:
@@ -260,31 +287,20 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
             batch = Batch(y=lab["label"].to(device), n_l=n_l, n_u=n_u,
                           y_u=unl["label"].to(device) if n_u else None,
                           unlabeled_on=pos.step / spe >= cfg.loss.unlabeled_warmup_epochs)
-            model.train()
-            with autocast(device, amp):
-                out = model(inputs, n_project=n_l + n_u if method.needs_projection else 0)
-            terms, diag = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
-            loss = sum(terms.values())
-            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v.detach())]
+            loss, terms, diag = train_step(model, method, inputs, batch, optimizer, cfg, amp, device)
+            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
             if bad_terms:
-                if cfg.train.on_nonfinite == "stop":
+                if cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl
                     raise NonFiniteLossError(
-                        f"non-finite loss at step {pos.step} in term(s) {', '.join(bad_terms)}; "
+                        f"non-finite loss at step {pos.step + 1} in term(s) {', '.join(bad_terms)}; "
                         f"the last good checkpoint in {ckpt_dir} is intact (train.on_nonfinite=skip skips such steps)")
-                log.warning("skipping step %d: non-finite loss term(s) %s", pos.step, bad_terms)
-                optimizer.zero_grad(set_to_none=True)
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.train.clip_grad_norm:
-                    nn.utils.clip_grad_norm_(net.parameters(), cfg.train.clip_grad_norm)
-                optimizer.step()
+                log.warning("skipped step %d: non-finite loss term(s) %s", pos.step + 1, bad_terms)
             pos.step += 1
             pos.epoch_batches += 1
             bar.update(1)
             if pos.step % cfg.train.log_every_steps == 0 or pos.step == total:
-                values = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-                values.update({"loss": float(loss.detach()), "lr": lr, "epoch": pos.step / spe, **diag})
+                values = {f"loss/{k}": float(v) for k, v in terms.items()}
+                values.update({"loss": float(loss), "lr": lr, "epoch": pos.step / spe, **diag})
                 dt = time.perf_counter() - t_last
                 values["sec_per_step"] = dt / cfg.train.log_every_steps
                 t_last = time.perf_counter()

@@ -1,15 +1,16 @@
 """Bookkeeping of inputs that could not be decoded.
 
 One damaged video must not end a multi-day run (the reference crashes on it),
-but silently training on fewer videos is as bad. Each bad file is logged once,
-recorded in an append-only JSON-lines file shared by all DataLoader workers, and
-the run stops when their share of the files seen exceeds the configured limit.
+but silently training on fewer videos is as bad. Each bad file is logged once per
+run, recorded in an append-only JSON-lines file shared by all DataLoader workers
+(of every epoch) and by resumed processes, and the run stops when their share of
+the files seen exceeds the configured limit.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
-import os
 from pathlib import Path
 
 from tgsemi.errors import TooManyBadInputsError
@@ -33,14 +34,8 @@ class BadInputs:
         self.seen.add(path)
         if path not in self.bad:
             self.bad[path] = reason
-            log.warning("skipping undecodable input %s: %s", path, reason)
-            if self.log_path is not None:
-                line = json.dumps({"path": path, "reason": reason}) + "\n"
-                fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, line.encode())  # one small O_APPEND write: atomic across workers
-                finally:
-                    os.close(fd)
+            if self._append(path, reason):
+                log.warning("skipping undecodable input %s: %s", path, reason)
         share = len(self.bad) / max(len(self.seen), self.min_seen)
         if share > self.max_fraction:
             raise TooManyBadInputsError(
@@ -48,16 +43,37 @@ class BadInputs:
                 f"(limit {self.max_fraction:.0%}); first: {', '.join(list(self.bad)[:3])}"
             )
 
+    def _append(self, path: str, reason: str) -> bool:
+        """Add the entry to the shared file unless another process of this run (a
+        worker of an earlier epoch or pass, or the run before a resume) did; the
+        lock makes check-and-append one step. False if it was already there."""
+        if self.log_path is None:
+            return True
+        with open(self.log_path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            text = f.read()
+            if path in _entries(text):
+                return False
+            if text and not text.endswith("\n"):
+                f.write("\n")  # end a line torn by a killed process
+            f.write(json.dumps({"path": path, "reason": reason}) + "\n")
+        return True
 
-def collect(log_path: Path) -> list[dict]:
-    """Unique bad inputs recorded by every worker, in first-seen order."""
-    if not Path(log_path).exists():
-        return []
+
+def _entries(text: str) -> dict[str, dict]:
     entries: dict[str, dict] = {}
-    for line in Path(log_path).read_text().splitlines():
+    for line in text.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line torn by a killed process
         entries.setdefault(entry["path"], entry)
-    return list(entries.values())
+    return entries
+
+
+def collect(log_path: Path) -> list[dict]:
+    """Unique bad inputs recorded by every worker, in first-seen order."""
+    if not Path(log_path).exists():
+        return []
+    return list(_entries(Path(log_path).read_text()).values())

@@ -50,8 +50,8 @@ def _wrap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _sawtooth(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
-    """0 -> 1 ramps over 20-40 frames: a motion that restarts, for long videos."""
-    return np.mod(t / rng.uniform(20, 40) + rng.random(), 1.0)
+    """0 -> 1 ramps over 15-30 frames: a motion that restarts, for long videos."""
+    return np.mod(t / rng.uniform(15, 30) + rng.random(), 1.0)
 
 
 def _linear(dx: float, dy: float) -> Motion:
@@ -73,7 +73,7 @@ def _rotate(rng, t, w, h):
 def _zoom(sign: int) -> Motion:
     def motion(rng, t, w, h):
         ramp = _sawtooth(rng, t)
-        scale = 0.4 * np.exp(np.log(5) * (ramp if sign > 0 else 1 - ramp))
+        scale = 0.3 + 1.7 * (ramp if sign > 0 else 1 - ramp)
         return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale,
                       rng.uniform(0, np.pi), t)
     return motion
@@ -135,7 +135,8 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 def _palette(rng: np.random.Generator, hue: float) -> np.ndarray:
     """Background dark/light colours and a contrasting object colour for one hue."""
     s = rng.uniform(0.4, 0.7)
-    return np.stack([_hsv(hue, s, rng.uniform(0.3, 0.45)), _hsv(hue + 0.06, s, rng.uniform(0.55, 0.7)),
+    return np.stack([_hsv(hue, s, rng.uniform(0.3, 0.45)),
+                     _hsv(hue + 0.06, s, rng.uniform(0.55, 0.7)),
                      _hsv(hue + 0.5, rng.uniform(0.7, 0.9), rng.uniform(0.85, 1.0))])
 
 
@@ -171,34 +172,46 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return 0.5 + np.mean(waves, axis=0) / 2
 
 
+def _distractor(rng: np.random.Generator, w: int, h: int) -> tuple:
+    """A clutter shape: kind, radius, colour, start (x, y), angle, drift (px/frame; half static)."""
+    colour = _hsv(rng.random(), rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.9))
+    return (rng.choice(list(SHAPES)), rng.uniform(0.06, 0.12) * h, colour,
+            rng.uniform(0, 1, 2) * (w, h), rng.uniform(0, np.pi),
+            rng.uniform(-0.3, 0.3, 2) * (rng.random() < 0.5))
+
+
 def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random.Generator,
                 palette: np.ndarray | None, frames: int, size: tuple[int, int], jitter: float,
                 clutter: int, noise: float) -> np.ndarray:
-    """One clip as uint8 ``(frames, H, W, 3)``; ``palette=None`` uses the group's own."""
+    """One clip as uint8 ``(frames, H, W, 3)``.
+
+    ``scene_rng`` draws what a group shares (texture, shapes, clutter, palette),
+    ``clip_rng`` the motion, camera sway, brightness and noise; ``palette``
+    replaces the group's palette when given.
+    """
     w, h = size
     t = np.arange(frames, dtype=np.float32)
-    # The group's scene: texture, object shape, clutter, default palette.
     margin = math.ceil(jitter)
     texture = _texture(scene_rng, h + 2 * margin, w + 2 * margin)[..., None]
     shape = scene_rng.choice(list(SHAPES))
     group_palette = _palette(scene_rng, scene_rng.random())
-    distractors = [(scene_rng.choice(list(SHAPES)), scene_rng.uniform(0.06, 0.12) * h,
-                    _hsv(scene_rng.random(), scene_rng.uniform(0.2, 0.6), scene_rng.uniform(0.3, 0.9)),
-                    scene_rng.uniform(0, 1, 2) * (w, h), scene_rng.uniform(-0.3, 0.3, 2) * (scene_rng.random() < 0.5))
-                   for _ in range(clutter)]
+    distractors = [_distractor(scene_rng, w, h) for _ in range(clutter)]
+    radius = scene_rng.uniform(0.12, 0.18) * h
     palette = group_palette if palette is None else palette
+
     # The camera sways by up to `jitter` pixels; everything moves with it.
     sway = np.rint(jitter * np.sin(2 * np.pi * t[:, None] / clip_rng.uniform(20, 60, 2)
                                    + clip_rng.uniform(0, 2 * np.pi, 2))).astype(int)
     background = (palette[0] + (palette[1] - palette[0]) * texture).astype(np.float32)
     views = np.lib.stride_tricks.sliding_window_view(background, (h, w), axis=(0, 1))
-    video = np.ascontiguousarray(views[margin + sway[:, 1], margin + sway[:, 0]].transpose(0, 2, 3, 1))
-    for kind, radius, colour, (x0, y0), (vx, vy) in distractors:
-        xy = np.stack([_wrap(x0 + vx * t, -radius, w + radius), _wrap(y0 + vy * t, -radius, h + radius)], -1)
-        _draw(video, _track(xy[:, 0] + sway[:, 0], xy[:, 1] + sway[:, 1], 1.0, 0.0, t), kind, radius, colour)
+    video = views[margin + sway[:, 1], margin + sway[:, 0]].transpose(0, 2, 3, 1).copy()
+    for kind, size_px, colour, (x0, y0), angle, (vx, vy) in distractors:
+        x = _wrap(x0 + vx * t, -size_px, w + size_px) + sway[:, 0]
+        y = _wrap(y0 + vy * t, -size_px, h + size_px) + sway[:, 1]
+        _draw(video, _track(x, y, 1.0, angle, t), kind, size_px, colour)
     track = MOTIONS[motion](clip_rng, t, w, h)
     track[..., :2] += sway
-    _draw(video, track, shape, scene_rng.uniform(0.12, 0.18) * h, palette[2])
+    _draw(video, track, shape, radius, palette[2])
     video *= clip_rng.uniform(0.7, 1.25)  # brightness
     video += noise * clip_rng.standard_normal((frames, h, w, 1), dtype=np.float32) + 0.5
     return np.clip(video, 0, 255, out=video).astype(np.uint8)  # +0.5 then truncate: rounds
@@ -236,7 +249,8 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
         raise ConfigError(f"unknown synth preset {preset!r}; choose one of {list(PRESETS)}")
     unknown = set(knobs) - set(PRESETS[preset])
     if unknown:
-        raise ConfigError(f"unknown synth knobs {sorted(unknown)}; known: {sorted(PRESETS[preset])}")
+        raise ConfigError(f"unknown synth knobs {sorted(unknown)}; "
+                          f"known: {sorted(PRESETS[preset])}")
     k = {**PRESETS[preset], **knobs}
     w, h = k["size"]
     if w % 2 or h % 2:
@@ -246,13 +260,14 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
     if not 0 <= k["appearance_bias"] <= 1:
         raise ConfigError(f"appearance_bias must be in 0..1, got {k['appearance_bias']}")
     if not 2 <= k["min_frames"] <= k["max_frames"]:
-        raise ConfigError(f"need 2 <= min_frames <= max_frames, got {k['min_frames']}, {k['max_frames']}")
+        raise ConfigError("need 2 <= min_frames <= max_frames, "
+                          f"got {k['min_frames']}..{k['max_frames']}")
 
     out = Path(out)
     classes = list(MOTIONS)[: k["num_classes"]]
     class_hues = np.random.default_rng([seed]).permutation(len(classes)) / len(classes)
     test_groups = math.ceil(k["test_per_class"] / CLIPS_PER_GROUP)
-    train_lines, test_lines = [], []
+    lines: dict[str, list[str]] = {"train": [], "test": []}
     for label, name in enumerate(classes):
         (out / name).mkdir(parents=True, exist_ok=True)
         for split, count, first_group in (("test", k["test_per_class"], 1),
@@ -260,25 +275,28 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
             for n in range(count):
                 group, clip = first_group + n // CLIPS_PER_GROUP, 1 + n % CLIPS_PER_GROUP
                 clip_rng = np.random.default_rng([seed, label, group, clip])
-                biased = split == "train" and clip_rng.random() < k["appearance_bias"]
-                palette = _palette(clip_rng, class_hues[label] + clip_rng.uniform(-0.02, 0.02)) if biased else None
-                video = render_clip(name, np.random.default_rng([seed, label, group]), clip_rng, palette,
-                                    int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1)),
-                                    (w, h), k["jitter"], k["clutter"], k["noise"])
+                palette = None
+                if split == "train" and clip_rng.random() < k["appearance_bias"]:
+                    palette = _palette(clip_rng, class_hues[label] + clip_rng.uniform(-0.02, 0.02))
+                length = int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1))
+                scene_rng = np.random.default_rng([seed, label, group])
+                video = render_clip(name, scene_rng, clip_rng, palette, length, (w, h),
+                                    k["jitter"], k["clutter"], k["noise"])
                 rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
                 write_video(out / rel, video)
-                (train_lines.append(f"{rel} {label + 1}") if split == "train" else test_lines.append(rel))
+                lines[split].append(f"{rel} {label + 1}" if split == "train" else rel)
     (out / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    (out / "trainlist01.txt").write_text("".join(f"{line}\n" for line in train_lines))
-    (out / "testlist01.txt").write_text("".join(f"{line}\n" for line in test_lines))
+    for split in lines:
+        (out / f"{split}list01.txt").write_text("".join(f"{line}\n" for line in lines[split]))
     return out
 
 
 def _png_bytes(rng: np.random.Generator) -> bytes:
-    from torchvision.io import encode_png
     import torch
+    from torchvision.io import encode_png
 
-    return encode_png(torch.from_numpy(rng.integers(0, 256, (3, 16, 16), dtype=np.uint8))).numpy().tobytes()
+    image = torch.from_numpy(rng.integers(0, 256, (3, 16, 16), dtype=np.uint8))
+    return encode_png(image).numpy().tobytes()
 
 
 def _overwrite_middle(data: bytes, rng: np.random.Generator) -> bytes:
@@ -287,7 +305,7 @@ def _overwrite_middle(data: bytes, rng: np.random.Generator) -> bytes:
     return data[:mid] + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + data[mid + n:]
 
 
-# Ways of damaging a file, as seen in real crawls: each takes the bytes and returns new ones.
+# Ways a downloaded video goes bad: each maps the file's bytes to the damaged bytes.
 DAMAGES: dict[str, Callable[[bytes, np.random.Generator], bytes]] = {
     "zero_byte": lambda data, rng: b"",
     "truncated": lambda data, rng: data[: len(data) * 2 // 5],

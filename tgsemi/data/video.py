@@ -28,6 +28,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from tgsemi.errors import ConfigError, VideoReadError
 
+
 class PyAVReader:
     """PyAV: demux the packets, decode forward from the keyframe before each wanted frame.
 
@@ -68,6 +69,21 @@ class PyAVReader:
             return round(stream.duration * stream.time_base * stream.average_rate)
         raise VideoReadError(path, "the container reports neither a frame count nor a duration")
 
+    @staticmethod
+    def _check_against_index(path: Path, stream, packets: list) -> None:
+        """Packets must lie where the container's index puts them.
+
+        Damage in the middle of an AVI makes the demuxer resync further on and
+        number the packets that follow consecutively: every later frame would come
+        back under the wrong index, with no decode error.
+        """
+        listed = [e for e in stream.index_entries if e.size]
+        shifts = {p.pos - e.pos for p, e in zip(packets, listed)
+                  if p.pos is not None and p.pos >= 0}
+        if len(shifts) > 1 or len(packets) < len(listed):
+            raise VideoReadError(path, f"its packets do not match its index ({len(packets)} read, "
+                                       f"{len(listed)} listed): damaged in the middle?")
+
     def num_frames(self, path: Path) -> int:
         with self._open(path) as (_, stream):
             return self._frame_count(path, stream)
@@ -76,6 +92,7 @@ class PyAVReader:
         with self._open(path) as (container, stream):
             _check_range(path, wanted, self._frame_count(path, stream))
             packets = [p for p in container.demux(stream) if p.size]  # ~1 ms for a UCF clip
+            self._check_against_index(path, stream, packets)
             stamps = [p.pts if p.pts is not None else p.dts for p in packets]
             if not packets or None in stamps:
                 raise VideoReadError(path, "has no timestamped video packets")
@@ -130,7 +147,13 @@ def _captured_stderr() -> Iterator[list[str]]:
 
 
 class DecordReader:
-    """decord: random access by frame number; decode errors read from FFmpeg's log."""
+    """decord: random access by frame number; decode errors read from FFmpeg's log.
+
+    Known limits, hence not the default: after a seek in an AVI file with B-frames
+    it returns frames from the wrong position (dmlc/decord#195, #365; see
+    tests/test_video.py), and it cannot tell renumbered frames after mid-file
+    damage (no packet access).
+    """
 
     module = "decord"
 
@@ -190,7 +213,9 @@ class TorchCodecReader:
 
 
 BACKENDS = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
-# Fastest first, measured on UCF-style XviD and on the synthetic set (docs/benchmarks.md).
+# Fastest first: pyav decodes UCF-style XviD 2.3x and the synthetic set 4.8x faster
+# than decord (docs/benchmarks.md, "Data pipeline"); torchcodec is not installed
+# here and unmeasured.
 PREFERENCE = ("pyav", "torchcodec", "decord")
 
 
@@ -222,14 +247,16 @@ def _check_range(path: Path, wanted: list[int], total: int) -> None:
         raise VideoReadError(path, f"frame index {bad} out of range: it has {total} frames")
 
 
-def _frame_files(folder: Path, prefix: str) -> list[Path]:
-    return sorted(folder.glob(f"{prefix}*.jpg"))
+def _count_rawframes(folder: Path, prefix: str) -> int:
+    count = sum(1 for _ in folder.glob(f"{prefix}*.jpg"))
+    if not count:
+        raise VideoReadError(folder, f"holds no {prefix}*.jpg frames")
+    return count
 
 
 def _read_rawframes(folder: Path, wanted: list[int], prefix: str) -> np.ndarray:
     """MMAction2 rawframe folder: ``{prefix}00001.jpg`` is frame 0."""
-    if not _frame_files(folder, prefix):
-        raise VideoReadError(folder, f"holds no {prefix}*.jpg frames")
+    _count_rawframes(folder, prefix)
     files = [folder / f"{prefix}{i + 1:05d}.jpg" for i in wanted]
     absent = [f.name for f in files if not f.is_file()]
     if absent:
@@ -246,10 +273,7 @@ def num_frames(path: str | Path, backend: str | None = None, prefix: str = "img_
     path = Path(path)
     _check_exists(path)
     if path.is_dir():
-        files = _frame_files(path, prefix)
-        if not files:
-            raise VideoReadError(path, f"holds no {prefix}*.jpg frames")
-        return len(files)
+        return _count_rawframes(path, prefix)
     return _reader(backend).num_frames(path)
 
 

@@ -1,0 +1,71 @@
+"""The five notebooks run top to bottom headless (nbclient) in quick mode on a
+fresh workspace, draw figures, and save the state of widgets that show images."""
+from __future__ import annotations
+
+import base64
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from _notebook_env import NAMES, NOTEBOOKS, REPO, code_cells, errors, kernel_env, outputs, session_home
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_notebooks_are_clean_tutorials():
+    """Committed without outputs; each opens with a title and ends pointing to the GPU recipe."""
+    assert NAMES == ["01_temporal_gradient", "02_semi_supervised_training", "03_robustness_probes",
+                     "04_gradcam_attention", "05_tsne_embeddings"]
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert all(not c.outputs and c.execution_count is None for c in code_cells(nb)), path.name
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), path.name
+        assert "tgsemi train ucf101_20pct" in nb.cells[-1].source, path.name
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """An empty ``notebooks/`` folder to run the kernels in, as from a checkout."""
+    path = tmp_path_factory.mktemp("checkout") / "notebooks"
+    path.mkdir()
+    return path
+
+
+def _images(state: dict) -> list[bytes]:
+    """Decoded ``value`` buffers of the saved Image widgets."""
+    return [base64.b64decode(b["data"]) for m in state.values() if m["model_name"] == "ImageModel"
+            for b in m.get("buffers", []) if b["path"] == ["value"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_headless(name, workdir, tmp_path_factory):
+    home = session_home(tmp_path_factory)
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=kernel_env(home))
+
+    assert not errors(nb)
+    assert all(c.execution_count for c in code_cells(nb))
+    assert any("image/png" in o.get("data", {}) for o in outputs(nb)), "no figure drawn"
+    views = [o.data[WIDGET_VIEW]["model_id"] for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    state = nb.metadata.widgets[WIDGET_STATE]["state"]
+    assert views and all(v in state for v in views), "widget views without saved state"
+    images = _images(state)
+    assert images and all(im.startswith(PNG_MAGIC) for im in images), "widgets show no images"
+    # The kernels honoured TGSEMI_HOME: nothing beside the notebooks, everything in the workspace.
+    assert not any(workdir.parent.glob("*/*")) and not (workdir.parent / "runs").exists()
+    assert (home / "data" / "demo-quick" / "trainlist01.txt").exists()
+
+
+@pytest.mark.slow
+def test_notebooks_shared_their_runs(tmp_path_factory):
+    """After the notebooks: one trained run per method, reused rather than retrained."""
+    home = session_home(tmp_path_factory)
+    for method in ("fixmatch", "tg_fixmatch"):
+        done = list((home / "runs" / "notebooks").glob(f"{method}_*_seed0/checkpoints/last.pt"))
+        assert len(done) == 1, (method, done)

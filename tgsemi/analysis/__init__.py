@@ -1,0 +1,91 @@
+"""Analysis of trained runs (supplement sections B-E): robustness to input
+corruptions, Grad-CAM attention, t-SNE of features, the train/test gap and a
+report that checks the paper's qualitative findings on the data at hand.
+
+Every tool compares *networks*: a run plus one of its streams ("rgb"/"tg"),
+named as the paper names them (Baseline-RGB, Ours-RGB, Ours-TG, ...). Several
+networks are evaluated on one decoding pass, because on a CPU decoding costs
+as much as the forward passes of the small models the demo trains.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from tgsemi.errors import TgsemiError
+from tgsemi.evaluate import metrics
+from tgsemi.runs import Run, load_run
+
+View = tuple[Run, str]  # a run and the stream ("rgb" or "tg") of the network to analyse
+ROLES = {"supervised": "Supervised", "fixmatch": "Baseline", "tg_fixmatch": "Ours"}  # in table order
+
+
+def as_runs(runs: Sequence[Run | str | Path]) -> list[Run]:
+    """Runs, loading the ones given as a run folder or checkpoint path."""
+    return [r if isinstance(r, Run) else load_run(r) for r in runs]
+
+
+def views_of(runs: Sequence[Run], modality: str | None = None) -> list[View]:
+    """One network per run: ``modality`` if given, else the run's inference stream."""
+    views = [(run, modality or run.model.primary) for run in runs]
+    for run, m in views:
+        if m not in run.model.streams:
+            raise TgsemiError(f"run {run.path} has no {m!r} network (it has {list(run.model.streams)})")
+    return views
+
+
+def labels(views: Sequence[View]) -> list[str]:
+    """Paper-style names ("Ours-RGB"); the run's folder name is added where two would clash."""
+    names = [f"{ROLES[run.cfg.method]}-{modality.upper()}" for run, modality in views]
+    return [f"{n} ({run.name})" if names.count(n) > 1 else n for n, (run, _) in zip(names, views)]
+
+
+def _data_key(ds) -> tuple:
+    return (str(ds.root), tuple(ds.samples), ds.clip_len, ds.frame_interval, ds.backend, ds.resize, ds.crop)
+
+
+@torch.no_grad()
+def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
+                  corruption: Callable[..., np.ndarray] | None = None, batch_size: int = 8,
+                  progress: bool = False) -> list[dict]:
+    """Per-video logits and pooled features (averaged over ``clips``) of each network.
+
+    Networks whose runs read the same videos the same way share one pass over
+    the data. Returns, per view, ``evaluate.predict``'s dict: logits, features,
+    labels, ok.
+    """
+    groups: dict[tuple, list[int]] = {}
+    datasets = {}
+    for i, (run, modality) in enumerate(views):
+        ds = run.dataset(split, clips, 1, corruption)
+        datasets.setdefault(_data_key(ds), ds)
+        groups.setdefault(_data_key(ds), []).append(i)
+    out: list[dict] = [{} for _ in views]
+    for key, members in groups.items():
+        logits: dict[int, list] = {i: [] for i in members}
+        pooled: dict[int, list] = {i: [] for i in members}
+        labels_, ok = [], []
+        for batch in tqdm(DataLoader(datasets[key], batch_size=batch_size), desc=f"{split} x{len(members)} nets",
+                          disable=not progress, leave=False):
+            for i in members:
+                run, modality = views[i]
+                x = batch[modality]  # (B, V, C, T, H, W)
+                res = run.net(modality).eval()(x.flatten(0, 1))
+                logits[i].append(res.logits.view(*x.shape[:2], -1).mean(1))
+                pooled[i].append(res.pooled.view(*x.shape[:2], -1).mean(1))
+            labels_.append(batch["label"])
+            ok.append(batch["ok"])
+        for i in members:
+            out[i] = {"logits": torch.cat(logits[i]), "features": torch.cat(pooled[i]),
+                      "labels": torch.cat(labels_), "ok": torch.cat(ok)}
+    return out
+
+
+def top1(pred: dict) -> float:
+    """Top-1 (%) over the videos that decoded."""
+    return metrics(pred["logits"], pred["labels"], pred["ok"], pred["logits"].shape[1])["top1"]

@@ -1,0 +1,90 @@
+"""Table 5 interactively: corrupt a test video, see what each network receives and predicts."""
+from __future__ import annotations
+
+from functools import partial
+
+import ipywidgets as widgets
+import torch
+from IPython.display import Markdown, clear_output, display
+
+from tgsemi.analysis import labels, views_of
+from tgsemi.analysis.gradcam import to_frames
+from tgsemi.analysis.robustness import CORRUPTIONS, NO_SEVERITY, PAPER, SEVERITIES, corrupt, robustness, table_markdown
+from tgsemi.tg import temporal_gradient
+from tgsemi.widgets.images import captioned, png
+from tgsemi.widgets.workspace import as_list, test_videos
+
+
+@torch.no_grad()
+def _probabilities(net: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
+    return net.eval()(clip[None]).logits.softmax(-1)[0]
+
+
+class RobustnessProbe(widgets.VBox):
+    """Corruption, severity and test video -> the clean and corrupted clip (RGB
+    and TG, as the networks receive them) and every network's prediction on both.
+    ``compute_table()`` (or the button) evaluates the whole test set: Table 5."""
+
+    def __init__(self, runs, modality: str | None = None):
+        self.runs, self.modality = as_list(runs), modality
+        self.views = views_of(self.runs, modality)
+        self.names = labels(self.views)
+        self.corruption = widgets.Dropdown(options=list(CORRUPTIONS), value="contrast", description="corruption")
+        self.severity = widgets.IntSlider(3, min(SEVERITIES), max(SEVERITIES), description="severity",
+                                          continuous_update=False)
+        self.video = widgets.Dropdown(options=test_videos(self.runs[0]), description="video",
+                                      layout=widgets.Layout(width="520px"))
+        self.images = {k: widgets.Image(format="png") for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
+        self.predictions = widgets.HTML()
+        self.button = widgets.Button(description="Table 5 on the test set", icon="table")
+        self.table = widgets.Output()
+        for w in (self.corruption, self.severity, self.video):
+            w.observe(lambda _: self.draw(), "value")
+        self.button.on_click(lambda _: self.compute_table())
+        super().__init__([
+            widgets.HBox([self.corruption, self.severity]), self.video,
+            widgets.HBox([captioned(k, im) for k, im in self.images.items()]),
+            self.predictions, self.button, self.table,
+        ])
+        self.draw()
+
+    def _item(self, run, corrupted: bool) -> dict:
+        fn = partial(corrupt, name=self.corruption.value, severity=self.severity.value) if corrupted else None
+        return run.dataset("test", corruption=fn)[self.video.value]
+
+    def draw(self) -> None:
+        self.severity.disabled = self.corruption.value in NO_SEVERITY
+        items = {run.path: (self._item(run, False), self._item(run, True)) for run in self.runs}
+        clean, bad = items[self.runs[0].path]
+        mid = clean["rgb"].shape[2] // 2  # (V, C, T, H, W): the middle frame of the clip
+        for key, item, stream in (("clean", clean, "rgb"), ("corrupted", bad, "rgb"),
+                                  ("clean TG", clean, "tg"), ("corrupted TG", bad, "tg")):
+            self.images[key].value = png(to_frames(item[stream][0])[mid], width=160)
+        truth = self.runs[0].class_names[clean["label"]]
+        rows = [f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
+                for name, (run, m) in zip(self.names, self.views)]
+        self.predictions.value = (f"true class: <b>{truth}</b><table><tr><th>network</th><th>clean</th>"
+                                  f"<th>{self.corruption.value}</th></tr>{''.join(rows)}</table>")
+
+    @staticmethod
+    def _cell(run, modality: str, item: dict) -> str:
+        p = _probabilities(run.net(modality), item[modality][0])
+        k = int(p.argmax())
+        mark = "&#10003;" if k == item["label"] else "&#10007;"
+        return f"<td>{mark} {run.class_names[k]} ({100 * float(p[k]):.0f}%)</td>"
+
+    def compute_table(self, corruptions: tuple[str, ...] = PAPER) -> dict:
+        """Test-set top-1 of every network, clean and corrupted at the current severity."""
+        self.button.disabled = True
+        try:
+            result = robustness(self.runs, corruptions, (self.severity.value,), modality=self.modality)
+        finally:
+            self.button.disabled = False
+        with self.table:
+            clear_output()
+            display(Markdown(table_markdown(result)))
+        return result
+
+
+def robustness_probe(runs, modality: str | None = None) -> RobustnessProbe:
+    return RobustnessProbe(runs, modality)

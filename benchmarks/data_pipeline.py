@@ -1,82 +1,152 @@
-"""Data-pipeline throughput on one CPU core, per video backend.
+"""Data-pipeline throughput on one CPU core: decoding alone against the full training pipeline.
 
-A training clip is 8 frames at interval 8 plus, for the temporal gradient, the
-frame after each: 16 frames {i_k, i_k + 1} from a random start. Measured on the
-synthetic ``demo`` set and on UCF-101-sized files (320x240 XviD, 250 frames,
-25 fps) with a keyframe every 12 frames and with a single keyframe.
+The full pipeline is ``UnlabeledDataset.__getitem__``, one item of the unlabeled
+stream exactly as training builds it: decode the frame pairs {i_k, i_k + 1} of a
+random clip, take the TG, weak augmentation of RGB and TG together, strong
+augmentation of each, normalisation. The floor decodes the same frames and
+nothing else. Measured on the synthetic ``demo`` set at the ``synthetic_cpu``
+preset's clip shape, and on UCF-101-sized video (320x240, 250 frames, 25 fps)
+at the ``ucf101`` preset's: XviD with a keyframe every 12 frames or a single
+one, and the same frames as a JPEG rawframe folder.
 
     .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R]
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.io import write_jpeg
 
-from tgsemi.data import synth
-from tgsemi.data.video import available_backends, num_frames, read_frames
+from tgsemi.config import load_config
+from tgsemi.data import datasets, synth, transforms, video
+from tgsemi.data.annotations import Sample
+from tgsemi.data.datasets import UnlabeledDataset
+from tgsemi.data.sampling import train_clip_indices
 
-NUM_PAIRS, INTERVAL = 8, 8
-
-
-def clip_indices(total: int, rng: np.random.Generator) -> np.ndarray:
-    """Frames {i_k, i_k + 1} of one random 8x8 clip (clamped in short videos)."""
-    span = (NUM_PAIRS - 1) * INTERVAL + 2
-    starts = rng.integers(0, max(1, total - span + 1)) + INTERVAL * np.arange(NUM_PAIRS)
-    return np.minimum(np.stack([starts, starts + 1], 1).ravel(), total - 1)
+RAWFRAMES = "rawframes"  # a folder of JPEGs: no video backend involved
+Keys = list[tuple[int, int]]
 
 
-def time_decode(paths: list[Path], backend: str, n: int, seed: int = 0) -> float:
-    """Clips per second when decoding ``n`` random clips drawn from ``paths``."""
-    rng = np.random.default_rng(seed)
-    totals = {p: num_frames(p, backend) for p in paths}  # the annotation list has these
-    picks = [paths[i] for i in rng.integers(0, len(paths), n)]
+def build(root: Path, samples: list[Sample], preset: str, backend: str | None) -> UnlabeledDataset:
+    d = load_config(preset).data
+    return UnlabeledDataset(root, samples, d.clip_len, d.frame_interval, backend=backend,
+                            resize=d.resize, crop=d.crop, crop_area=d.crop_area)
+
+
+def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[Keys], None]:
+    """Read the frames ``ds[key]`` reads and nothing else; ``totals`` are the
+    frame counts, taken beforehand."""
+    def run(keys: Keys) -> None:
+        for i, seed in keys:
+            idx = train_clip_indices(totals[i], ds.clip_len, ds.frame_interval, 1, np.random.default_rng(seed))
+            video.read_frames(ds.paths[i], np.union1d(idx, idx + 1), ds.backend)
+    return run
+
+
+def full_pipeline(ds: UnlabeledDataset, keys: Keys) -> None:
+    for key in keys:
+        ds[key]
+
+
+def clips_per_s(run: Callable[[Keys], None], keys: Keys) -> float:
     start = time.perf_counter()
-    for path in picks:
-        read_frames(path, clip_indices(totals[path], rng), backend)
-    return n / (time.perf_counter() - start)
+    run(keys)
+    return len(keys) / (time.perf_counter() - start)
 
 
-def ucf_like(folder: Path, gop: int) -> Path:
-    """A 320x240, 250-frame XviD file at UCF-101's average bit rate."""
-    path = folder / f"ucf_like_gop{gop}.avi"
+def draw_keys(ds: UnlabeledDataset, n: int, seed: int) -> Keys:
+    rng = np.random.default_rng(seed)
+    return [(int(rng.integers(len(ds))), int(rng.integers(2**62))) for _ in range(n)]
+
+
+STAGES = {  # where an item's time goes; "resize + TG" is load_rgb_tg less its decoding
+    "decode": video.read_frames, "frame count": video.num_frames, "resize + TG": datasets.load_rgb_tg,
+    "weak aug": transforms.WeakAug.__call__, "strong aug (x2)": transforms.StrongAug.__call__,
+    "normalize (x4)": transforms.normalize,
+}
+
+
+def stage_shares(ds: UnlabeledDataset, keys: Keys) -> dict[str, float]:
+    """Share of ``full_pipeline`` time per stage, from cProfile's cumulative times."""
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.runcall(full_pipeline, ds, keys)
+    total = time.perf_counter() - start
+    stats = pstats.Stats(prof).stats
+    cum = {name: sum(s[3] for k, s in stats.items()
+                     if k == (f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name))
+           for name, f in STAGES.items()}
+    cum["resize + TG"] -= cum["decode"]
+    cum["other (seeding, sampling, copies)"] = total - sum(cum.values())
+    return {name: t / total for name, t in cum.items()}
+
+
+def ucf_like(folder: Path) -> dict[str, Path]:
+    """A 320x240, 250-frame clip as XviD at UCF-101's average bit rate (GOP 12
+    and GOP 250) and as MMAction2 rawframes (JPEG quality 95, as denseflow writes)."""
     rng = np.random.default_rng
     frames = synth.render_clip("Circle", rng(0), rng(1), None, 250, (320, 240), 2.0, 6, 3.0)
-    synth.write_video(path, frames, gop=gop, bits_per_pixel=0.3)
-    return path
+    out = {}
+    for gop in (12, 250):
+        out[f"GOP {gop}"] = folder / f"ucf_like_gop{gop}.avi"
+        synth.write_video(out[f"GOP {gop}"], frames, gop=gop, bits_per_pixel=0.3)
+    out[RAWFRAMES] = folder / "ucf_like_rawframes"
+    out[RAWFRAMES].mkdir()
+    for i, frame in enumerate(torch.from_numpy(frames).permute(0, 3, 1, 2)):
+        write_jpeg(frame, str(out[RAWFRAMES] / f"img_{i + 1:05d}.jpg"), quality=95)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", type=Path,
-                        help="an existing demo set (default: build one in a temp dir)")
+    parser.add_argument("--demo", type=Path, help="an existing demo set (default: build one in a temp dir)")
     parser.add_argument("--clips", type=int, default=100, help="clips per round")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="backends alternate; the best round counts (robust to a busy machine)")
+                        help="decode and full pipeline alternate; the best round counts (robust to a busy machine)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # per core: one CPU, one thread
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         demo = args.demo or synth.make_dataset(tmp / "demo", "demo")
-        gop12, gop250 = ucf_like(tmp, 12), ucf_like(tmp, 250)
-        sets = {"synthetic demo (112x84, 40-200 frames, GOP 12)": sorted(demo.rglob("*.avi")),
-                "UCF-like 320x240, 250 frames, GOP 12": [gop12],
-                "UCF-like 320x240, 250 frames, GOP 250": [gop250]}
-        backends = available_backends()
-        print(f"Decode only, {NUM_PAIRS} pairs at interval {INTERVAL}: clips/s on one core, "
-              f"best of {args.rounds} rounds of {args.clips}\n")
-        print("| videos | " + " | ".join(backends) + " |\n|---|" + "---|" * len(backends))
-        for name, paths in sets.items():
-            rounds = [[time_decode(paths, b, args.clips, seed) for b in backends]
-                      for seed in range(args.rounds)]
-            rates = np.max(rounds, axis=0)
-            print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+        ucf = ucf_like(tmp)
+        demo_samples = [Sample(str(p.relative_to(demo)), -1) for p in sorted(demo.rglob("*.avi"))]
+        cases = [("synthetic demo (112x84, 40-200 frames, GOP 12)", demo, demo_samples, "synthetic_cpu",
+                  video.available_backends())]
+        for name in ("GOP 12", "GOP 250"):
+            cases.append((f"UCF-like 320x240 XviD, {name}", tmp, [Sample(ucf[name].name, -1)], "ucf101",
+                          video.available_backends()))
+        cases.append(("UCF-like 320x240 JPEG rawframes", tmp, [Sample(ucf[RAWFRAMES].name, -1, 250)], "ucf101",
+                      [RAWFRAMES]))
+        print(f"clips/s on one core, best of {args.rounds} rounds of {args.clips} clips\n")
+        print("| videos | preset | backend | decode only | full pipeline | full / decode |\n|---|---|---|---|---|---|")
+        for name, root, samples, preset, backends in cases:
+            for backend in backends:
+                ds = build(root, samples, preset, None if backend == RAWFRAMES else backend)
+                totals = [s.total_frames or video.num_frames(p, ds.backend) for s, p in zip(ds.samples, ds.paths)]
+                runs = (decode_only(ds, totals), partial(full_pipeline, ds))
+                rounds = [[clips_per_s(run, draw_keys(ds, args.clips, seed)) for run in runs]
+                          for seed in range(args.rounds)]
+                floor, full = np.max(rounds, axis=0)
+                print(f"| {name} | {preset} | {backend} | {floor:.0f} | {full:.0f} | {full / floor:.2f} |", flush=True)
+        print(f"\nWhere the full pipeline's time goes ({video.default_backend()}, cProfile, {args.clips} clips):\n")
+        print("| stage | " + " | ".join(name for name, *_ in cases[:2]) + " |\n|---|---|---|")
+        shares = []
+        for _, root, samples, preset, _ in cases[:2]:
+            ds = build(root, samples, preset, None)
+            shares.append(stage_shares(ds, draw_keys(ds, args.clips, 0)))
+        for stage in shares[0]:
+            print(f"| {stage} | " + " | ".join(f"{s[stage]:.0%}" for s in shares) + " |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import av
+import ipywidgets as widgets
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -69,3 +71,52 @@ def test_notebooks_shared_their_runs(tmp_path_factory):
     for method in ("fixmatch", "tg_fixmatch"):
         done = list((home / "runs" / "notebooks").glob(f"{method}_*_seed0/checkpoints/last.pt"))
         assert len(done) == 1, (method, done)
+
+
+# The panels' failure paths, which a notebook run does not show.
+
+def _find(panel: widgets.Widget, kind: type, description: str | None = None) -> widgets.Widget | None:
+    """The first widget of ``kind`` (and ``description``) inside ``panel``, depth first."""
+    if isinstance(panel, kind) and description in (None, getattr(panel, "description", None)):
+        return panel
+    for child in getattr(panel, "children", ()):
+        found = _find(child, kind, description)
+        if found is not None:
+            return found
+    return None
+
+
+def test_explorer_follows_the_video_and_reports_unreadable_paths(tiny_root, tmp_path):
+    from tgsemi.widgets import tg_explorer
+
+    clip = sorted(tiny_root.glob("*/*.avi"))[0]
+    with av.open(str(clip)) as container:
+        n = container.streams.video[0].frames
+    panel = tg_explorer(videos={"clip": str(clip)})
+    frame, gap = _find(panel, widgets.IntSlider, "frame"), _find(panel, widgets.IntSlider, "interval")
+    assert frame.max == n - 2  # the last frame with a successor
+    gap.value = 5
+    assert frame.max == n - 6
+    image = _find(panel, widgets.Image).value
+    _find(panel, widgets.Text).value = str(tmp_path / "missing.avi")
+    info = panel.children[-1].value
+    assert "missing.avi" in info and "does not exist" in info
+    assert _find(panel, widgets.Image).value == image
+
+
+def test_training_monitor_shows_and_reraises_a_failed_run(monkeypatch, tmp_path):
+    from tgsemi.errors import ConfigError
+    from tgsemi.widgets import training
+
+    def broken(cfg, out):
+        raise ConfigError("data.root: no such folder")
+
+    monkeypatch.setenv("TGSEMI_HOME", str(tmp_path))
+    monkeypatch.setenv("TGSEMI_QUICK", "1")
+    monkeypatch.setattr(training, "train_config", lambda *args: None)
+    monkeypatch.setattr(training, "train", broken)
+    monitor = training.training_monitor("fixmatch")
+    with pytest.raises(ConfigError, match="no such folder"):
+        monitor.start(wait=True)
+    assert "training failed" in monitor.status.value and "no such folder" in monitor.status.value
+    assert not monitor.button.disabled and not monitor.method.disabled

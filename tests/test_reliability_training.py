@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +25,7 @@ import torch
 from _fault_report import record
 from tgsemi import checkpoint, engine
 from tgsemi.config import load_config
-from tgsemi.errors import NonFiniteLossError
+from tgsemi.errors import CheckpointError, NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "tests" / "_fault_train.py"
@@ -60,9 +61,13 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def saved_step(run: Path) -> int:
+def saved_step(run: Path) -> int | None:
+    """The step of the run's last checkpoint: 0 if there is none yet, None if it cannot be loaded."""
     last = run / "checkpoints" / checkpoint.LAST
-    return checkpoint.load(last)["position"]["step"] if last.exists() else 0
+    try:
+        return checkpoint.load(last)["position"]["step"] if last.exists() else 0
+    except CheckpointError:
+        return None
 
 
 def resumed_at(log: Path) -> list[int]:
@@ -110,39 +115,37 @@ def loads(path: Path) -> bool:
 
 # --- 1. killed runs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, reference, tmp_path):
     rng = random.Random(SEED)
     # a kill during step n (or, after the delay, a little later); from step 3 on a checkpoint exists
-    plan = [("step", n, rng.uniform(0, 1)) for n in sorted(rng.sample(range(3, TOTAL - 1), STEP_KILLS))]
+    plan = [("step", n, rng.uniform(0, 0.6)) for n in sorted(rng.sample(range(3, TOTAL - 1), STEP_KILLS))]
     plan.insert(rng.randrange(len(plan) + 1), ("save", 0, 0.0))
     run, args = tmp_path / "run", [f"data.root={tiny_root}", *ONE_EPOCH]
-    last, torn = run / "checkpoints" / checkpoint.LAST, run / "checkpoints" / f".{checkpoint.LAST}.tmp"
+    torn = run / "checkpoints" / f".{checkpoint.LAST}.tmp"
     killed, resumed, loadable, write_kill_safe, points = 0, 0, 0, False, []
     for n, (kind, step, delay) in enumerate(plan):
         before, log = saved_step(run), tmp_path / f"launch{n}.log"
         extra = []
         if kind == "save":  # the next checkpoint with an earlier one to fall back on
-            step = max(before + 2, 4)
+            step = max((before or 0) + 2, 4)
             extra = ["--stall-save", str(step)]
         with launched(run, extra + args, log) as proc:
-            wait_for(proc, "STALLED" if kind == "save" else f"STEP 0 {max(step, before + 1)}", log)
-            if kind == "step":
-                threading.Event().wait(delay)
+            wait_for(proc, "STALLED" if kind == "save" else f"STEP 0 {max(step, (before or 0) + 1)}", log)
+            time.sleep(delay)
             killed += sigkill(proc)
         resumed += resumed_at(log) == ([before] if before else [])
-        loadable += saved_step(run) > 0  # checkpoint.load raises on a torn file
+        loadable += bool(saved_step(run))
         points.append(f"write of step {step}" if kind == "save" else f"step {step} + {delay:.2f} s")
         if kind == "save":  # the kill came mid-write, and the step before is what is on disk
             write_kill_safe = torn.exists() and not loads(torn) and saved_step(run) == step - 2
-    before, log = saved_step(run), tmp_path / "final.log"
-    with launched(run, args, log) as proc:
-        assert proc.wait() == 0, log.read_text()[-3000:]
-    resumed += resumed_at(log) == [before]
-    log = tmp_path / "again.log"  # the scheduler restarts a job that had in fact finished
-    with launched(run, args, log) as proc:
-        assert proc.wait() == 0, log.read_text()[-3000:]
-    resumed += resumed_at(log) == [TOTAL]
-    same = identical(checkpoint.load(last)["model"], weights_at(reference, TOTAL))
+    finished = []
+    for name, expected in (("final", saved_step(run)), ("again", TOTAL)):  # again: a finished job restarted
+        log = tmp_path / f"{name}.log"
+        with launched(run, args, log) as proc:
+            finished.append(proc.wait() == 0)
+        resumed += resumed_at(log) == [expected]
+    same = all(finished) and identical(checkpoint.load(run)["model"], weights_at(reference, TOTAL))
     lines = metrics(run)
     train_steps = [r["step"] for r in lines if "loss" in r]
     eval_steps = [r["step"] for r in lines if any(k.startswith("val/") for k in r)]
@@ -150,19 +153,20 @@ def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, refere
     log_ok = train_steps == list(range(1, TOTAL + 1)) and eval_steps == [TOTAL] and same_losses
 
     restarts = len(plan) + 2
-    record("Killed runs", f"SIGKILL at {STEP_KILLS + 1} random points of a {TOTAL}-step run "
+    record("Killed runs", f"SIGKILL at {len(plan)} random points of a {TOTAL}-step run "
            f"({'; '.join(points)}), restarting the same command each time, and once more after it finished",
            restarts, resumed, f"{resumed}/{restarts} restarts resumed from the checkpoint on disk; final weights "
            f"{'bit-identical' if same else 'DIFFERENT'} to an uninterrupted run; metrics.jsonl "
            f"{'has every step once' if log_ok else 'has duplicated, missing or different steps'}")
     record("Killed runs", "SIGKILL in the middle of a checkpoint write", 1, int(write_kill_safe),
            "previous checkpoint intact and loadable; the half-written file is never loaded"
-           if write_kill_safe else "previous checkpoint lost")
+           if write_kill_safe else "previous checkpoint LOST")
     record("Killed runs", "checkpoint on disk after each SIGKILL", killed, loadable,
-           f"{loadable}/{killed} loadable, none half-written")
+           f"{loadable}/{killed} loadable" + (", none half-written" if loadable == killed else ""))
     assert killed == len(plan), "a run ended before its kill point"
-    assert resumed == restarts and loadable == killed and write_kill_safe
-    assert same and log_ok
+    assert loadable == killed and write_kill_safe
+    assert resumed == restarts and all(finished), f"{resumed}/{restarts} resumed; finished: {finished}"
+    assert same and log_ok, (train_steps, eval_steps)
 
 
 # --- 4. numerical faults -------------------------------------------------------------------------
@@ -253,7 +257,7 @@ def test_dead_rank_stops_its_peer_and_every_rank_resumes_at_one_step(tiny_root, 
     with two_ranks("resumed") as ranks:
         codes = [proc.wait() for proc, _ in ranks]
     steps = [resumed_at(log) for _, log in ranks]
-    consistent = codes == [0, 0] and steps == [[saved], [saved]] and saved > 0 and identical(
+    consistent = codes == [0, 0] and bool(saved) and steps == [[saved], [saved]] and identical(
         *(torch.load(run / f"rank{r}.pt", weights_only=True) for r in range(2)))
     record("Distributed faults", f"2-rank gloo run, rank 1 SIGKILLed at step {kill_at}", 1, int(stopped),
            f"rank 0 exited with an error (rc {rc0}) instead of hanging" if stopped else "rank 0 HUNG or exited 0")

@@ -83,8 +83,8 @@ def cmd_tsne(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from tgsemi.analysis.report import make_report
 
-    path = make_report(a.runs, a.out, clips=a.clips, severity=a.severity, video=a.video, layer=a.layer,
-                       batch_size=a.batch_size, progress=True)
+    path = make_report(a.runs, a.out, clips=a.clips, severity=a.severity, corruptions=a.corruptions, video=a.video,
+                       layer=a.layer, batch_size=a.batch_size, progress=True)
     print(f"report: {path}")
 
 
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("runs", nargs="+")
     s.add_argument("--clips", type=int, default=1)
     s.add_argument("--severity", type=int, choices=range(1, 6), default=3)
+    s.add_argument("--corruptions", nargs="+", help="default: all (see tgsemi robustness)")
     s.add_argument("--video", default="test:0", help="Grad-CAM video: test:K or a path")
     s.add_argument("--layer", default="layer3")
     s.add_argument("--batch-size", type=int, default=8)

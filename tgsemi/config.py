@@ -35,6 +35,7 @@ class DataConfig(_Strict):
     frame_interval: int = Field(8, ge=1)
     resize: int = Field(128, ge=8)  # short side before cropping
     crop: int = Field(112, ge=8)
+    crop_area: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range
     backend: str | None = None
     num_workers: int = Field(2, ge=0)
     on_missing: Literal["error", "skip"] = "error"

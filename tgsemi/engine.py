@@ -75,8 +75,9 @@ class Loaders:
         common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
                       allow_outside_root=d.allow_outside_root)
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
-        self.labeled = LabeledDataset(d.root, labeled, resize=d.resize, crop=d.crop, **common)
-        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, resize=d.resize, crop=d.crop, **common)
+        train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area)
+        self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
+        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, **train_aug, **common)
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
         self.b_u = t.batch_size * t.mu
         self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)
@@ -238,7 +239,7 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     if distributed.world_size() > 1 and cfg.train.sync_bn:
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
-                                weight_decay=cfg.train.weight_decay)
+                                weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
     pos = Position()
     if resume is not None:
         net.load_state_dict(resume["model"])
@@ -257,6 +258,8 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     total = int(cfg.train.epochs * spe)
     if cfg.train.max_steps is not None:
         total = min(total, cfg.train.max_steps)
+    if pos.step >= total:  # finished already: re-running the command changes nothing
+        return net
     metrics = MetricsLog(run_dir, pos.step, main)
     bar = tqdm(total=total, initial=pos.step, desc=f"{cfg.method}", disable=not (main and cfg.train.progress),
                dynamic_ncols=True)

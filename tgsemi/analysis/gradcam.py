@@ -104,9 +104,10 @@ def load_clip(run: Run, video: str | Path) -> dict:
     text = str(video)
     if text.startswith("test:"):
         ds = run.dataset("test")
-        k = int(text[5:])
+        k = int(text[5:]) if text[5:].isdigit() else -1
         if not 0 <= k < len(ds):
-            raise TgsemiError(f"{text}: the test list of {run.path} has {len(ds)} videos")
+            raise TgsemiError(f"{text}: K must be a test video index, and the test list of {run.path} has "
+                              f"{len(ds)} videos (0..{len(ds) - 1})")
         name = ds.samples[k].path
     else:
         path = Path(video)
@@ -148,13 +149,15 @@ def gradcam_video(runs: Sequence[Run | str | Path], video: str | Path, out_dir: 
     rows, meta = [], []
     clips = {}
     for (run, modality), label in zip(views, labels(views)):
-        clip = clips.setdefault(run.path, load_clip(run, video))
+        if run.path not in clips:
+            clips[run.path] = load_clip(run, video)
+        clip = clips[run.path]
         tgt = _resolve_target(target, clip["label"], len(run.class_names))
         cam, pred = gradcam(run.net(modality), clip[modality], layer, tgt)
         verdict = "" if clip["label"] < 0 else (" (right)" if pred == clip["label"] else " (wrong)")
         rows.append((f"{label}\n{run.class_names[pred]}{verdict}", overlay(to_frames(clip["rgb"]), cam, alpha)))
         meta.append({"label": label, "run": str(run.path), "modality": modality, "pred": pred,
-                     "pred_name": run.class_names[pred], "target": tgt if tgt == "pred" else int(tgt)})
+                     "pred_name": run.class_names[pred], "target": tgt})
     first = clips[views[0][0].path]
     rows = [("input RGB", to_frames(first["rgb"])), ("input TG", to_frames(first["tg"]))] + rows
     true = views[0][0].class_names[first["label"]] if first["label"] >= 0 else None

@@ -18,6 +18,17 @@ from tgsemi.errors import TooManyBadInputsError
 log = logging.getLogger(__name__)
 
 
+class _TooManyBadInputs(TooManyBadInputsError):
+    """A DataLoader worker's exception is re-raised in the main process as
+    ``type(exc)("Caught ... in DataLoader worker process N. Original Traceback ...")``;
+    keeping only the message lets the user read the reason, not a worker's traceback."""
+
+    PREFIX = "too many undecodable inputs: "
+
+    def __init__(self, message: str):
+        super().__init__(self.PREFIX + message.rsplit(self.PREFIX, 1)[-1].strip())
+
+
 class BadInputs:
     def __init__(self, max_fraction: float = 0.1, log_path: Path | None = None, min_seen: int = 20):
         self.max_fraction = max_fraction
@@ -38,7 +49,7 @@ class BadInputs:
                 log.warning("skipping undecodable input %s: %s", path, reason)
         share = len(self.bad) / max(len(self.seen), self.min_seen)
         if share > self.max_fraction:
-            raise TooManyBadInputsError(
+            raise _TooManyBadInputs(
                 f"{len(self.bad)} of {len(self.seen)} inputs seen could not be decoded "
                 f"(limit {self.max_fraction:.0%}); first: {', '.join(list(self.bad)[:3])}"
             )

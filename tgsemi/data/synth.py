@@ -6,10 +6,11 @@ brightness, clutter) is a nuisance. Training flips clips horizontally, so every
 class is flip-invariant: "move sideways" picks left or right at random, "rotate"
 picks the sense at random.
 
-``appearance_bias`` mimics the bias of real datasets: with that probability a
-*train* clip takes its class's colour palette instead of its group's random one,
-so an RGB model can shortcut through colour on train and fail on test, while the
-temporal gradient removes the static appearance. Clips of one group share
+``appearance_bias`` mimics the bias of real datasets (the scene gives the action
+away): with that probability a *train* clip's static background takes its
+class's colours instead of its group's random ones, so an RGB model can
+shortcut through the scene on train and fail on test, while the temporal
+gradient, blind to what does not move, cannot. Clips of one group share
 background texture, object shape, clutter and palette (UCF's groups share actor
 and scene), and train and test use disjoint groups.
 """
@@ -28,8 +29,8 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(num_classes=4, train_per_class=6, test_per_class=3, size=(64, 48),
                  min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
                  appearance_bias=0.0),
-    "demo": dict(num_classes=10, train_per_class=30, test_per_class=10, size=(112, 84),
-                 min_frames=40, max_frames=200, jitter=1.5, clutter=3, noise=3.0,
+    "demo": dict(num_classes=10, train_per_class=60, test_per_class=10, size=(112, 84),
+                 min_frames=40, max_frames=120, jitter=1.5, clutter=3, noise=3.0,
                  appearance_bias=0.8),
 }
 CLIPS_PER_GROUP = 4
@@ -50,13 +51,13 @@ def _wrap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _sawtooth(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
-    """0 -> 1 ramps over 15-30 frames: a motion that restarts, for long videos."""
-    return np.mod(t / rng.uniform(15, 30) + rng.random(), 1.0)
+    """0 -> 1 ramps over 40-80 frames: a motion that restarts, for long videos."""
+    return np.mod(t / rng.uniform(40, 80) + rng.random(), 1.0)
 
 
 def _linear(dx: float, dy: float) -> Motion:
     def motion(rng, t, w, h):
-        v = rng.uniform(0.02, 0.035) * h
+        v = rng.uniform(0.012, 0.02) * h  # 1-2 px a frame: in view for a whole clip
         side = rng.choice([-1, 1]) if dx else 0  # sideways: left or right, flip-invariant
         x = _wrap(rng.uniform(0.2, 0.8) * w + side * v * t, -0.25 * h, w + 0.25 * h)
         y = _wrap(rng.uniform(0.2, 0.8) * h + dy * v * t, -0.25 * h, 1.25 * h)
@@ -187,7 +188,7 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
 
     ``scene_rng`` draws what a group shares (texture, shapes, clutter, palette),
     ``clip_rng`` the motion, camera sway, brightness and noise; ``palette``
-    replaces the group's palette when given.
+    replaces the group's background colours when given (the object keeps its own).
     """
     w, h = size
     t = np.arange(frames, dtype=np.float32)
@@ -197,12 +198,12 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
     group_palette = _palette(scene_rng, scene_rng.random())
     distractors = [_distractor(scene_rng, w, h) for _ in range(clutter)]
     radius = scene_rng.uniform(0.12, 0.18) * h
-    palette = group_palette if palette is None else palette
+    scene = group_palette if palette is None else palette
 
     # The camera sways by up to `jitter` pixels; everything moves with it.
     sway = np.rint(jitter * np.sin(2 * np.pi * t[:, None] / clip_rng.uniform(20, 60, 2)
                                    + clip_rng.uniform(0, 2 * np.pi, 2))).astype(int)
-    background = (palette[0] + (palette[1] - palette[0]) * texture).astype(np.float32)
+    background = (scene[0] + (scene[1] - scene[0]) * texture).astype(np.float32)
     views = np.lib.stride_tricks.sliding_window_view(background, (h, w), axis=(0, 1))
     video = views[margin + sway[:, 1], margin + sway[:, 0]].transpose(0, 2, 3, 1).copy()
     for kind, size_px, colour, (x0, y0), angle, (vx, vy) in distractors:
@@ -211,7 +212,7 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
         _draw(video, _track(x, y, 1.0, angle, t), kind, size_px, colour)
     track = MOTIONS[motion](clip_rng, t, w, h)
     track[..., :2] += sway
-    _draw(video, track, shape, radius, palette[2])
+    _draw(video, track, shape, radius, group_palette[2])
     video *= clip_rng.uniform(0.7, 1.25)  # brightness
     video += noise * clip_rng.standard_normal((frames, h, w, 1), dtype=np.float32) + 0.5
     return np.clip(video, 0, 255, out=video).astype(np.uint8)  # +0.5 then truncate: rounds

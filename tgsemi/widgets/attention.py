@@ -8,7 +8,7 @@ import numpy as np
 
 from tgsemi.analysis import labels
 from tgsemi.analysis.gradcam import DEFAULT_LAYER, gradcam, load_clip, overlay, to_frames
-from tgsemi.widgets.images import captioned, png
+from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
 
 LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -31,16 +31,17 @@ class GradCamViewer(widgets.VBox):
         classes = self.runs[0].class_names
         self.video = widgets.Dropdown(options=test_videos(self.runs[0]), description="video",
                                       layout=widgets.Layout(width="520px"))
-        self.pair = widgets.Dropdown(options=pairs or {names[0]: (0, 0)},
-                                     value=pairs[rgb_pairs[0]] if rgb_pairs else None, description="networks")
+        pairs = pairs or {names[0]: (0, 0)}  # a single network: shown twice
+        default = pairs[rgb_pairs[0]] if rgb_pairs else next(iter(pairs.values()))
+        self.pair = widgets.Dropdown(options=pairs, value=default, description="networks")
         self.layer = widgets.Dropdown(options=LAYERS, value=DEFAULT_LAYER, description="layer")
         self.target = widgets.Dropdown(options={"predicted class": "pred", "true class": "true",
                                                 **{f"class {k}: {c}": k for k, c in enumerate(classes)}},
                                        description="explain")
         self.frame = widgets.IntSlider(0, 0, self.runs[0].cfg.data.clip_len - 1, description="frame")
         self.opacity = widgets.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="opacity")
-        self.inputs = [widgets.Image(format="png") for _ in range(2)]
-        self.overlays = [widgets.Image(format="png") for _ in range(2)]
+        self.inputs = [image_slot(width) for _ in range(2)]
+        self.overlays = [image_slot(width) for _ in range(2)]
         self.captions = [widgets.HTML() for _ in range(2)]
         self._clips: dict = {}
         self._cams: dict = {}
@@ -49,7 +50,7 @@ class GradCamViewer(widgets.VBox):
         for w in (self.frame, self.opacity):
             w.observe(lambda _: self.blend(), "value")
         panels = [captioned("input RGB", self.inputs[0]), captioned("input TG", self.inputs[1])]
-        panels += [widgets.VBox([c, im]) for c, im in zip(self.captions, self.overlays)]
+        panels += [captioned(c, im) for c, im in zip(self.captions, self.overlays)]
         super().__init__([widgets.HBox([self.video, self.pair]), widgets.HBox([self.layer, self.target]),
                           widgets.HBox([self.frame, self.opacity]), widgets.HBox(panels)])
         self.draw()
@@ -90,7 +91,8 @@ class GradCamViewer(widgets.VBox):
         for side, view in enumerate(self.pair.value):
             frames = to_frames(self._clip(self.views[view][0])["rgb"])
             cam = self._cam(view)[0]
-            self.overlays[side].value = png(overlay(frames[t:t + 1], cam[t:t + 1], self.opacity.value)[0], self.width)
+            blended = overlay(frames[t:t + 1], cam[t:t + 1], self.opacity.value)[0]
+            self.overlays[side].value = png(blended, self.width)
 
 
 def gradcam_viewer(runs) -> GradCamViewer:

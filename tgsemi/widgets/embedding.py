@@ -12,14 +12,13 @@ from tgsemi.widgets.images import figure_png
 from tgsemi.widgets.workspace import as_list
 
 
-def scatter_figure(emb: np.ndarray, y: np.ndarray, class_names: list[str], highlight: int | None,
-                   title: str) -> Figure:
-    """Every class in its colour, or one class in colour over the others in grey."""
+def scatter_figure(emb: np.ndarray, y: np.ndarray, class_names: list[str], highlight: int, title: str) -> Figure:
+    """Every class in its colour (``highlight=-1``), or one class in colour over the others in grey."""
     cmap = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     for c in np.unique(y):
-        faded = highlight is not None and c != highlight
+        faded = highlight >= 0 and c != highlight
         ax.scatter(*emb[y == c].T, s=12 if faded else 22, color="#ccc" if faded else cmap(int(c) % cmap.N),
                    label=class_names[c], zorder=1 if faded else 2)
     ax.set_title(title, fontsize=10)
@@ -45,8 +44,8 @@ class EmbeddingViewer(widgets.VBox):
                                       description="network")
         self.perplexity = widgets.IntSlider(min(30, max(2, cap - 1)), 2, cap, description="perplexity",
                                             continuous_update=False)
-        self.highlight = widgets.Dropdown(options={"all classes": None, **{c: k for k, c in enumerate(self.class_names)}},
-                                          description="highlight")
+        classes = {c: k for k, c in enumerate(self.class_names)}
+        self.highlight = widgets.Dropdown(options={"all classes": -1, **classes}, description="highlight")
         self.plot = widgets.Image(format="png")
         self.scores = widgets.HTML()
         self._emb: dict = {}
@@ -65,15 +64,15 @@ class EmbeddingViewer(widgets.VBox):
         x, y = self._points()
         key = (self.model.value, self.perplexity.value)
         if key not in self._emb:
-            self._emb[key] = (tsne(x, self.perplexity.value), separability(x, y))
-        emb, feat = self._emb[key]
-        in_map = separability(emb, y)
+            emb = tsne(x, self.perplexity.value)
+            self._emb[key] = emb, {"features": separability(x, y), "t-SNE map": separability(emb, y)}
+        emb, scores = self._emb[key]
         self.plot.value = figure_png(scatter_figure(emb, y, self.class_names, self.highlight.value,
                                                     f"{self.model.label}, perplexity {self.perplexity.value}"))
-        self.scores.value = (f"<table><tr><th></th><th>silhouette</th><th>5-NN acc.</th></tr>"
-                             f"<tr><td>features</td><td>{feat['silhouette']:.3f}</td><td>{feat['knn_acc']:.1f}%</td></tr>"
-                             f"<tr><td>t-SNE map</td><td>{in_map['silhouette']:.3f}</td><td>{in_map['knn_acc']:.1f}%</td>"
-                             f"</tr></table><p>{len(y)} test videos</p>")
+        rows = "".join(f"<tr><td>{space}</td><td>{s['silhouette']:.3f}</td><td>{s['knn_acc']:.1f}%</td></tr>"
+                       for space, s in scores.items())
+        self.scores.value = (f"<table><tr><th></th><th>silhouette</th><th>5-NN acc.</th></tr>{rows}</table>"
+                             f"<p>{len(y)} test videos</p>")
 
 
 def embedding_viewer(runs, clips: int = 1) -> EmbeddingViewer:

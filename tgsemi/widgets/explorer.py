@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -10,8 +11,10 @@ from matplotlib.figure import Figure
 from tgsemi.data import num_frames, read_frames
 from tgsemi.errors import TgsemiError
 from tgsemi.tg import temporal_gradient
-from tgsemi.widgets.images import captioned, png, tg_colour
+from tgsemi.widgets.images import captioned, image_slot, png, tg_colour
 from tgsemi.widgets.workspace import sample_videos, synthetic_videos
+
+WIDTH = 320
 
 
 def frame_and_tg(path: str, frame: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -20,9 +23,10 @@ def frame_and_tg(path: str, frame: int, gap: int = 1) -> tuple[np.ndarray, np.nd
     return pair[0], temporal_gradient(pair)[0]
 
 
-def tg_figure(path: str, frames: list[int], gap: int = 1) -> Figure:
-    """A static grid (one row per frame): RGB | TG | colour-mapped TG."""
-    fig = Figure(figsize=(9, 2.4 * len(frames)))
+def tg_figure(path: str, frames: list[int], gap: int = 1, title: str | None = None) -> Figure:
+    """A static grid (one row per frame): RGB | TG | colour-mapped TG; titled with the file name."""
+    fig = Figure(figsize=(9, 2.4 * len(frames) + 0.3))
+    fig.suptitle(Path(path).name if title is None else title, fontsize=10)
     axes = fig.subplots(len(frames), 3, squeeze=False)
     for row, frame in zip(axes, frames):
         rgb, tg = frame_and_tg(path, frame, gap)
@@ -46,7 +50,7 @@ def tg_explorer(video: str | None = None, videos: dict[str, str] | None = None) 
                             continuous_update=False, layout=widgets.Layout(width="420px"))
     frame = widgets.IntSlider(0, 0, 1, description="frame", continuous_update=False)
     gap = widgets.IntSlider(1, 1, 16, description="interval", continuous_update=False)
-    rgb_img, tg_img, col_img = (widgets.Image(format="png") for _ in range(3))
+    rgb_img, tg_img, col_img = (image_slot(WIDTH) for _ in range(3))
     info = widgets.HTML()
 
     def draw(_=None) -> None:
@@ -55,9 +59,9 @@ def tg_explorer(video: str | None = None, videos: dict[str, str] | None = None) 
         except (TgsemiError, OSError, ValueError) as exc:
             info.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
             return
-        rgb_img.value, tg_img.value, col_img.value = png(rgb), png(tg), png(tg_colour(tg))
+        rgb_img.value, tg_img.value, col_img.value = (png(im, WIDTH) for im in (rgb, tg, tg_colour(tg)))
         motion = np.abs(tg.astype(np.float32) - 127.5).mean()
-        info.value = (f"{html.escape(str(chooser.value))}: frame {frame.value} of {frame.max + gap.value + 1}, "
+        info.value = (f"{html.escape(Path(chooser.value).name)}: frame {frame.value} of {frame.max + gap.value + 1}, "
                       f"{rgb.shape[1]}x{rgb.shape[0]}; mean |TG| = {motion:.1f} grey levels")
 
     def open_video(_=None) -> None:

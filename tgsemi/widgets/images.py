@@ -6,11 +6,8 @@ import io
 import ipywidgets as widgets
 import matplotlib
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from PIL import Image
-
-from tgsemi.data.transforms import MEAN, STD
 
 WIDTH = 240  # display width of one frame in a panel, pixels
 
@@ -40,11 +37,12 @@ def tg_colour(tg: np.ndarray, vmax: float = 24.0) -> np.ndarray:
     return (rgba[..., :3] * 255).astype(np.uint8)
 
 
-def unnormalize(clip: torch.Tensor) -> np.ndarray:
-    """A normalised model input ``(C, T, H, W)`` -> uint8 frames ``(T, H, W, 3)``."""
-    x = clip.permute(1, 2, 3, 0) * STD + MEAN
-    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+def image_slot(width: int = WIDTH) -> widgets.Image:
+    """An image of fixed display width (a flex box would otherwise stretch it)."""
+    return widgets.Image(format="png", width=str(width))
 
 
-def captioned(title: str, image: widgets.Image) -> widgets.VBox:
-    return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), image])
+def captioned(caption: str | widgets.Widget, image: widgets.Image) -> widgets.VBox:
+    """A caption (bold text, or any widget) above an image, as wide as the image."""
+    label = widgets.HTML(f"<b>{caption}</b>") if isinstance(caption, str) else caption
+    return widgets.VBox([label, image], layout=widgets.Layout(width=f"{int(image.width) + 6}px"))

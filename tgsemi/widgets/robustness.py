@@ -1,6 +1,7 @@
 """Table 5 interactively: corrupt a test video, see what each network receives and predicts."""
 from __future__ import annotations
 
+import html
 from functools import partial
 
 import ipywidgets as widgets
@@ -10,9 +11,10 @@ from IPython.display import Markdown, clear_output, display
 from tgsemi.analysis import labels, views_of
 from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.robustness import CORRUPTIONS, NO_SEVERITY, PAPER, SEVERITIES, corrupt, robustness, table_markdown
-from tgsemi.tg import temporal_gradient
-from tgsemi.widgets.images import captioned, png
+from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
+
+WIDTH = 180
 
 
 @torch.no_grad()
@@ -32,11 +34,13 @@ class RobustnessProbe(widgets.VBox):
         self.corruption = widgets.Dropdown(options=list(CORRUPTIONS), value="contrast", description="corruption")
         self.severity = widgets.IntSlider(3, min(SEVERITIES), max(SEVERITIES), description="severity",
                                           continuous_update=False)
+        self.datasets = {run.path: run.dataset("test") for run in self.runs}  # corruption set per draw
         self.video = widgets.Dropdown(options=test_videos(self.runs[0]), description="video",
                                       layout=widgets.Layout(width="520px"))
-        self.images = {k: widgets.Image(format="png") for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
+        self.images = {k: image_slot(WIDTH) for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
         self.predictions = widgets.HTML()
-        self.button = widgets.Button(description="Table 5 on the test set", icon="table")
+        self.button = widgets.Button(description="Table 5 on the test set", icon="table",
+                                     layout=widgets.Layout(width="auto"))
         self.table = widgets.Output()
         for w in (self.corruption, self.severity, self.video):
             w.observe(lambda _: self.draw(), "value")
@@ -49,17 +53,24 @@ class RobustnessProbe(widgets.VBox):
         self.draw()
 
     def _item(self, run, corrupted: bool) -> dict:
-        fn = partial(corrupt, name=self.corruption.value, severity=self.severity.value) if corrupted else None
-        return run.dataset("test", corruption=fn)[self.video.value]
+        ds = self.datasets[run.path]
+        ds.corruption = None
+        if corrupted:
+            ds.corruption = partial(corrupt, name=self.corruption.value, severity=self.severity.value)
+        return ds[self.video.value]
 
     def draw(self) -> None:
         self.severity.disabled = self.corruption.value in NO_SEVERITY
         items = {run.path: (self._item(run, False), self._item(run, True)) for run in self.runs}
         clean, bad = items[self.runs[0].path]
+        if not clean["ok"]:
+            path = self.datasets[self.runs[0].path].paths[self.video.value]
+            self.predictions.value = f"<span style='color:#b00'>{html.escape(str(path))} cannot be decoded</span>"
+            return
         mid = clean["rgb"].shape[2] // 2  # (V, C, T, H, W): the middle frame of the clip
         for key, item, stream in (("clean", clean, "rgb"), ("corrupted", bad, "rgb"),
                                   ("clean TG", clean, "tg"), ("corrupted TG", bad, "tg")):
-            self.images[key].value = png(to_frames(item[stream][0])[mid], width=160)
+            self.images[key].value = png(to_frames(item[stream][0])[mid], WIDTH)
         truth = self.runs[0].class_names[clean["label"]]
         rows = [f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
                 for name, (run, m) in zip(self.names, self.views)]

@@ -10,9 +10,10 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
+from tgsemi.config import Config
 from tgsemi.engine import train
 from tgsemi.widgets.images import figure_png
-from tgsemi.widgets.workspace import mode, run_dir, train_config
+from tgsemi.widgets.workspace import is_trained, mode, run_dir, train_config
 
 PANELS = {  # subplot title -> metrics drawn as lines (smoothed) or, for val/*, as markers
     "loss": ("loss", "loss/sup", "loss/unlabeled", "loss/align", "loss/contrast"),
@@ -88,12 +89,18 @@ class TrainingMonitor(widgets.VBox):
         self.error: BaseException | None = None
         self._worker: threading.Thread | None = None
         self._follower: threading.Thread | None = None
-        for w in (self.method, self.fraction, self.steps, self.smoothing):
-            w.observe(lambda _: self.refresh(), "value")
+        for w in (self.method, self.fraction, self.steps):
+            w.observe(lambda _: self._select(), "value")
+        self.smoothing.observe(lambda _: self.refresh(), "value")
         self.button.on_click(lambda _: self.start())
         super().__init__([widgets.HBox([self.method, self.fraction, self.steps, self.button]),
                           widgets.HBox([self.smoothing, self.status]), self.plot])
         self.refresh()
+
+    def _select(self) -> None:
+        if not self.running:
+            self.error = None  # belongs to the run selected before
+            self.refresh()
 
     @property
     def run_dir(self) -> Path:
@@ -113,14 +120,18 @@ class TrainingMonitor(widgets.VBox):
         if self.error is not None:
             self.status.value = f"<span style='color:#b00'>training failed: {html.escape(str(self.error))}</span>"
         elif self.running:
-            self.status.value = f"training {out.name}: {step}" + (f", loss {loss:.3f}" if loss is not None else "")
+            self.status.value = f"training: {step}" + (f", loss {loss:.3f}" if loss is not None else "")
         else:
-            self.status.value = f"{out}: {step}"
+            done = " (finished)" if is_trained(out) else ""
+            self.status.value = f"<span title='{html.escape(str(out))}'>{html.escape(out.name)}: {step}{done}</span>"
 
     def start(self, wait: bool = False) -> None:
-        """Train (or resume) the selected run; with ``wait`` block until it ends
-        and re-raise a training error."""
+        """Train (or resume) the selected run unless it has finished; with ``wait``
+        block until it ends and re-raise a training error."""
         if not self.running:
+            if is_trained(self.run_dir):
+                self.refresh()
+                return
             cfg = train_config(self.method.value, self.fraction.value, self.steps.value or None)
             out, self.error = self.run_dir, None
             self._worker = threading.Thread(target=self._train, args=(cfg, out), daemon=True)
@@ -132,18 +143,26 @@ class TrainingMonitor(widgets.VBox):
             if self.error is not None:
                 raise self.error
 
-    def _train(self, cfg, out: Path) -> None:
+    def _train(self, cfg: Config, out: Path) -> None:
         try:
             train(cfg, out)
         except Exception as exc:  # shown in the panel; start(wait=True) re-raises it
             self.error = exc
 
     def _follow(self, out: Path) -> None:
-        self.button.disabled = True
+        """Redraw whenever metrics.jsonl grows, until training ends."""
+        controls = (self.method, self.fraction, self.steps, self.button)
+        for w in controls:
+            w.disabled = True
+        seen = -1
         while self.running:
-            self.refresh(out)
+            size = (out / "metrics.jsonl").stat().st_size if (out / "metrics.jsonl").exists() else 0
+            if size != seen:
+                seen = size
+                self.refresh(out)
             self._worker.join(self.refresh_s)
-        self.button.disabled = False
+        for w in controls:
+            w.disabled = False
         self.refresh(out)
 
 

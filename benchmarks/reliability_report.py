@@ -33,7 +33,8 @@ def run_suite(work: Path) -> tuple[list[dict], dict[str, tuple[str, str]], int, 
     records, junit = work / "records.jsonl", work / "junit.xml"
     start = time.perf_counter()
     rc = subprocess.call([sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider",
-                          f"--junitxml={junit}"], cwd=ROOT, env={**os.environ, "TGSEMI_RELIABILITY_RECORDS": str(records)})
+                          f"--junitxml={junit}"], cwd=ROOT,
+                         env={**os.environ, "TGSEMI_RELIABILITY_RECORDS": str(records)})
     wall = time.perf_counter() - start
     lines = records.read_text().splitlines() if records.exists() else []
     return [json.loads(line) for line in lines], test_results(junit), rc, wall

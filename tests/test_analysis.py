@@ -1,6 +1,6 @@
 """Analysis tools: corruptions (against PIL), Grad-CAM, separability, CLI and report on tiny runs."""
+import json
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,8 +126,6 @@ def test_separability_orders_separated_above_mixed_features():
 def test_gradcam_video_writes_grid_gif_and_predictions(tiny_runs, tmp_path):
     runs = [tiny_runs["fixmatch"], tiny_runs["tg_fixmatch"]]
     paths = gradcam_video(runs, "test:1", tmp_path, target="true")
-    import json
-
     rows = json.loads(paths["json"].read_text())["rows"]
     assert [(r["label"], r["modality"]) for r in rows] == [("Baseline-RGB", "rgb"), ("Ours-RGB", "rgb"),
                                                          ("Ours-TG", "tg")]
@@ -141,8 +139,6 @@ def test_gradcam_video_writes_grid_gif_and_predictions(tiny_runs, tmp_path):
 
 
 def test_cli_analysis_commands_on_tiny_runs(tiny_runs, tmp_path):
-    import json
-
     fm, tg = str(tiny_runs["fixmatch"]), str(tiny_runs["tg_fixmatch"])
     assert main(["robustness", fm, tg, "--corruptions", "grayscale", "jitter", "--severities", "1", "5",
                  "--out", str(tmp_path / "rob")]) == 0
@@ -175,8 +171,6 @@ def test_report_has_tables_figures_and_computed_verdicts(tiny_runs, tmp_path):
         assert needle in text
     for figure in ("robustness.png", "tsne.png", "gradcam_test0.png", "gradcam_test0.gif"):
         assert (tmp_path / figure).stat().st_size > 0
-    import json
-
     analysis = json.loads((tmp_path / "analysis.json").read_text())
     verdicts = {f["claim"]: f["verdict"] for f in analysis["findings"]}
     assert any("grayscale" in c for c in verdicts) and "**not checked**" in text  # no FixMatch-TG run given

@@ -62,13 +62,15 @@ def cmd_robustness(a: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def target(text: str) -> str | int:
+    """A Grad-CAM target: "pred", "true" or a class index (argparse names the type in its error)."""
+    return text if text in ("pred", "true") else int(text)
+
+
 def cmd_gradcam(a: argparse.Namespace) -> None:
     from tgsemi.analysis.gradcam import gradcam_video
 
-    if len(a.paths) < 2:
-        raise TgsemiError("give one or more runs (or checkpoints) and then the video")
-    target = a.target if a.target in ("pred", "true") else int(a.target)
-    paths = gradcam_video(a.paths[:-1], a.paths[-1], a.out, a.layer, target, a.modality)
+    paths = gradcam_video(a.runs, a.video, a.out, a.layer, a.target, a.modality)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -147,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_robustness)
 
     s = sub.add_parser("gradcam", help="Grad-CAM maps of runs on one video: PNG grid + GIF",
-                       description="VIDEO is a video file, a rawframe folder, or test:K (the K-th video of the "
-                                   "first run's test list, 0-based).")
-    s.add_argument("paths", nargs="+", metavar="CKPT_OR_RUN... VIDEO")
+                       description="VIDEO is a video file, a rawframe folder, or test:K (the K-th video, 0-based, "
+                                   "of each run's test list, read as evaluation reads it).")
+    s.add_argument("runs", nargs="+", metavar="CKPT_OR_RUN", help="run folders or checkpoints, one row each")
+    s.add_argument("video", metavar="VIDEO")
     s.add_argument("--layer", default="layer3", choices=["stem", "layer1", "layer2", "layer3", "layer4"])
-    s.add_argument("--target", default="pred", help="pred, true (test:K only) or a class index")
+    s.add_argument("--target", default="pred", type=target, help="pred, true (test:K only) or a class index")
     s.add_argument("--modality", nargs="+", choices=["rgb", "tg"], help="networks to show (default: all)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_gradcam)
@@ -171,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--severity", type=int, choices=range(1, 6), default=3)
     s.add_argument("--corruptions", nargs="+", help="default: all (see tgsemi robustness)")
     s.add_argument("--video", default="test:0", help="Grad-CAM video: test:K or a path")
-    s.add_argument("--layer", default="layer3")
+    s.add_argument("--layer", default="layer3", choices=["stem", "layer1", "layer2", "layer3", "layer4"])
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,7 +20,7 @@ PRESET_DIR = Path(__file__).parent / "configs"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -155,15 +156,22 @@ def _load_yaml(path: Path) -> dict:
     """One preset, following its optional ``base:`` chain (a preset name or path)."""
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path))
-    except (OmegaConfBaseException, OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
     base = raw.pop("base", None)
     if base is None:
         return raw
     parent = _load_yaml(_preset_path(str(base)))
-    return OmegaConf.to_container(OmegaConf.merge(parent, raw))
+    return _merge(path, parent, raw)
+
+
+def _merge(where: object, *layers: object) -> dict:
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(*layers))
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot merge: {exc}") from None
 
 
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -174,10 +182,9 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
             raise ConfigError(f"override {item!r} must look like dotted.key=value")
         try:
             layers.append(OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"override {item!r}: {exc}") from exc
-    merged = OmegaConf.to_container(OmegaConf.merge(*layers))
-    return config_from_dict(merged)
+        except (OmegaConfBaseException, yaml.YAMLError, IndexError, ValueError, TypeError) as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
+    return config_from_dict(_merge(f"overrides {overrides}", *layers))
 
 
 def config_from_dict(values: dict) -> Config:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,10 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     run_dir = Path(run_dir)
     distributed.setup()
     device = pick_device(cfg.train.device)
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # leave the cores the data workers use: oversubscribed small convs run several times slower
+        cores = len(os.sched_getaffinity(0)) // max(distributed.world_size(), 1)
+        torch.set_num_threads(max(1, cores - cfg.data.num_workers))
     main = distributed.is_main()
     ckpt_dir = run_dir / "checkpoints"
     if main:

@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
 
 from tgsemi.analysis import as_runs, labels, predict_views, top1, views_of
 from tgsemi.errors import TgsemiError
@@ -100,12 +100,16 @@ def jpeg(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndar
 
 
 def frame_drop(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
+    """Each frame after the first is lost with probability p and the last kept one
+    shows instead. ``frames`` are the ones decoded for the clips (pairs ``i, i+1``),
+    so a lost ``i+1`` zeroes that TG frame and a lost ``i`` is a longer stall."""
     keep = rng.random(len(frames)) >= DROP_PROB[severity - 1]
     keep[0] = True
     return frames[np.maximum.accumulate(np.where(keep, np.arange(len(frames)), 0))]
 
 
 def jitter(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
+    """Camera shake: every frame shifted by up to ``JITTER_PX`` pixels (edges repeated)."""
     d = JITTER_PX[severity - 1]
     shifts = np.rint(rng.uniform(-1, 1, (len(frames), 2)) * d).astype(int) + d
     h, w = frames.shape[1:3]

@@ -36,10 +36,13 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read the train/test lists under ``cfg.root`` (UCF-101 layout by default),
     drop or refuse missing files, and draw the labeled subset deterministically."""
     root = Path(cfg.root)
-    train = check_exists(root, _list(cfg, cfg.train_list, "trainlist01.txt"), cfg.on_missing)
-    test = check_exists(root, _list(cfg, cfg.test_list, "testlist01.txt"), cfg.on_missing)
+    def present(samples: list[Sample]) -> list[Sample]:
+        return check_exists(root, samples, cfg.on_missing, allow_outside=cfg.allow_outside_root)
+
+    train = present(_list(cfg, cfg.train_list, "trainlist01.txt"))
+    test = present(_list(cfg, cfg.test_list, "testlist01.txt"))
     if cfg.labeled_list:
-        labeled = check_exists(root, _list(cfg, cfg.labeled_list, ""), cfg.on_missing)
+        labeled = present(_list(cfg, cfg.labeled_list, ""))
         chosen = set(labeled)
         unlabeled = train if cfg.unlabeled == "all" else [s for s in train if s not in chosen]
     else:

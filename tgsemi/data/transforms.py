@@ -62,7 +62,8 @@ def normalize(clip: torch.Tensor) -> torch.Tensor:
     """uint8 ``(..., T, C, H, W)`` -> float32 ``(..., C, T, H, W)``, ImageNet-normalised.
 
     Reorders while still uint8 (a quarter of the bytes of a float copy) and
-    converts inside the subtraction: 2-4x faster than converting first.
+    converts inside the subtraction: 2.9x faster than converting first on the
+    channels-last views the augmentations return, 1.2x on contiguous ones.
     """
     x = clip.transpose(-4, -3).contiguous()
     return (x - MEAN[:, None, None, None]).div_(STD[:, None, None, None])

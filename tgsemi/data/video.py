@@ -216,16 +216,16 @@ class TorchCodecReader:
 
 
 BACKENDS = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
-# Fastest first: pyav decodes UCF-style XviD 2.3x and the synthetic set 4.8x faster
-# than decord (docs/benchmarks.md, "Data pipeline"); torchcodec is not installed
-# here and unmeasured.
+# Fastest first: pyav decodes UCF-style XviD 1.3-2.2x and the synthetic set 2x
+# faster than decord (docs/benchmarks.md, "Data pipeline"); torchcodec is not
+# installed here and unmeasured.
 PREFERENCE = ("pyav", "torchcodec", "decord")
 
 
 @functools.cache
 def _installed(module: str) -> bool:
-    """Cached: ``find_spec`` searches ``sys.path`` (0.24 ms for the three backends),
-    and a dataset item asked four times, 1 ms of a 4 ms demo clip."""
+    """Cached: ``find_spec`` searches ``sys.path``, 0.24 ms for the three
+    backends, and a dataset item asks four times with the default backend."""
     return importlib.util.find_spec(module) is not None
 
 

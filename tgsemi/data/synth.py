@@ -31,7 +31,7 @@ PRESETS: dict[str, dict] = {
                  appearance_bias=0.0),
     "demo": dict(num_classes=10, train_per_class=60, test_per_class=10, size=(112, 84),
                  min_frames=40, max_frames=120, jitter=1.5, clutter=3, noise=3.0,
-                 appearance_bias=0.8),
+                 appearance_bias=0.5),
 }
 CLIPS_PER_GROUP = 4
 FPS = 25

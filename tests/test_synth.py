@@ -83,7 +83,9 @@ def test_motion_is_visible_and_unchanged_by_horizontal_flip(motion):
     horizontal, spin = [], []
     for seed in range(300):
         track = MOTIONS[motion](np.random.default_rng(seed), t, w, h)
-        assert _speed(track[0], 0.12 * h) > 0.5
+        # a quarter pixel a frame still moves anti-aliased edges (TG != 127); the motions are
+        # slow on purpose so that objects stay in view over a 8 x 2-frame training clip
+        assert _speed(track[0], 0.12 * h) > 0.25
         steps = np.diff(track[..., [0, 3]], axis=1)
         horizontal.append(np.median(steps[..., 0]))
         spin.append(np.median(steps[..., 1]))

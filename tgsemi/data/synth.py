@@ -74,7 +74,7 @@ def _rotate(rng, t, w, h):
 def _zoom(sign: int) -> Motion:
     def motion(rng, t, w, h):
         ramp = _sawtooth(rng, t)
-        scale = 0.3 + 1.7 * (ramp if sign > 0 else 1 - ramp)
+        scale = 0.3 + 2.2 * (ramp if sign > 0 else 1 - ramp)
         return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale,
                       rng.uniform(0, np.pi), t)
     return motion

@@ -16,7 +16,7 @@ from tgsemi import checkpoint
 from tgsemi.config import Config, config_from_dict
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.datasets import EvalDataset
-from tgsemi.evaluate import evaluate, predict
+from tgsemi.evaluate import evaluate
 from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
 
@@ -78,12 +78,3 @@ def eval_run(run: Run, split: str = "test", clips: int = 1, crops: int = 1, moda
                    amp=dev.type == "cuda", progress=progress)
     return {"run": str(run.path), "split": split, "modality": modality, "clips": clips, "crops": crops, **res}
 
-
-def features(run: Run, split: str = "test", clips: int = 1, modality: str | None = None, batch_size: int = 8,
-             data_root: str | None = None) -> dict:
-    """Globally averaged backbone features (multi-clip averaged) and labels, for t-SNE."""
-    from torch.utils.data import DataLoader
-
-    modality = modality or run.model.primary
-    loader = DataLoader(run.dataset(split, clips, 1, data_root=data_root), batch_size=batch_size)
-    return predict(run.net(modality), loader, modality, torch.device("cpu"))

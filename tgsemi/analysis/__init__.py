@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from tgsemi.data.datasets import intra_op_threads
 from tgsemi.errors import TgsemiError
 from tgsemi.evaluate import metrics
 from tgsemi.runs import Run, load_run
@@ -69,9 +70,7 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
         datasets.setdefault(_data_key(ds), ds)
         groups.setdefault(_data_key(ds), []).append(i)
     out: list[dict] = [{} for _ in views]
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         for key, members in groups.items():
             logits: dict[int, list] = {i: [] for i in members}
             pooled: dict[int, list] = {i: [] for i in members}
@@ -89,8 +88,6 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
             for i in members:
                 out[i] = {"logits": torch.cat(logits[i]), "features": torch.cat(pooled[i]),
                           "labels": torch.cat(labels_), "ok": torch.cat(ok)}
-    finally:
-        torch.set_num_threads(previous_threads)
     return out
 
 

@@ -58,13 +58,15 @@ def _to_tchw(frames: np.ndarray) -> torch.Tensor:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
-    """Build an item on one intra-op thread, as DataLoader workers do, also when
+def intra_op_threads(n: int = 1) -> Iterator[None]:
+    """Run a block on ``n`` intra-op threads, then restore the count.
+
+    Items are built on one thread, as DataLoader workers do, also when
     ``num_workers=0``: clip-sized ops only lose from more threads (RandAugment on
     an 8x56x56 clip took 2.3 ms on one thread, 47 ms on two of a busy 2-core
     machine), and an item then does not depend on the process's thread count."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -132,7 +134,7 @@ class _ClipDataset(Dataset):
                 i = int(rng.integers(len(self)))
         raise TooManyBadInputsError(f"{MAX_REPLACEMENTS} replacement videos in a row failed to decode under {self.root}")
 
-    @_one_thread()
+    @intra_op_threads(1)
     def __getitem__(self, key: tuple[int, int]) -> dict:
         i, seed = key
         rng = np.random.default_rng(seed)
@@ -190,7 +192,7 @@ class EvalDataset(_ClipDataset):
         clips = [test_crops(_to_tchw(c), self.resize, self.crop, self.num_crops) for c in rgb]
         return normalize(torch.cat(clips))
 
-    @_one_thread()
+    @intra_op_threads(1)
     def __getitem__(self, i: int) -> dict:
         label = self.samples[i].label
         try:

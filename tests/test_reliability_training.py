@@ -118,8 +118,8 @@ def loads(path: Path) -> bool:
 @pytest.mark.slow
 def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, reference, tmp_path):
     rng = random.Random(SEED)
-    # a kill during step n (or, after the delay, a little later); from step 3 on a checkpoint exists
-    plan = [("step", n, rng.uniform(0, 0.6)) for n in sorted(rng.sample(range(3, TOTAL - 1), STEP_KILLS))]
+    # a kill during step n, after a random fraction of it; from step 3 on a checkpoint exists
+    plan = [("step", n, rng.uniform(0, 0.9)) for n in sorted(rng.sample(range(3, TOTAL - 1), STEP_KILLS))]
     plan.insert(rng.randrange(len(plan) + 1), ("save", 0, 0.0))
     run, args = tmp_path / "run", [f"data.root={tiny_root}", *ONE_EPOCH]
     torn = run / "checkpoints" / f".{checkpoint.LAST}.tmp"
@@ -131,8 +131,21 @@ def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, refere
             step = max((before or 0) + 2, 4)
             extra = ["--stall-save", str(step)]
         with launched(run, extra + args, log) as proc:
-            wait_for(proc, "STALLED" if kind == "save" else f"STEP 0 {max(step, (before or 0) + 1)}", log)
-            time.sleep(delay)
+            if kind == "save":
+                wait_for(proc, "STALLED", log)
+            else:  # `delay` is a fraction of a step, timed on the step before: on a fast, idle
+                # machine a fixed delay would outlast the whole rest of the run
+                target = max(step, (before or 0) + 1)
+                step_s = 0.0
+                if target - 1 > (before or 0):
+                    wait_for(proc, f"STEP 0 {target - 1}", log)
+                    t0 = time.monotonic()
+                    wait_for(proc, f"STEP 0 {target}", log)
+                    step_s = time.monotonic() - t0
+                else:
+                    wait_for(proc, f"STEP 0 {target}", log)
+                delay *= step_s
+                time.sleep(delay)
             killed += sigkill(proc)
         resumed += resumed_at(log) == ([before] if before else [])
         loadable += bool(saved_step(run))

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tgsemi.data.synth import MOTIONS, corrupt_files, make_dataset
+from tgsemi.data.synth import MOTIONS, corrupt_files, make_dataset, render_clip
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import ConfigError, VideoReadError
 
@@ -121,8 +121,20 @@ def test_appearance_bias_ties_train_colour_to_class_but_not_test(tmp_path):
     assert (_nearest_centroid(centroids, _mean_colours(root, test)) == truth).mean() <= 0.5
 
 
+def test_speed_runs_the_motion_clock_faster():
+    """Frame k at speed 2 is frame 2k at speed 1 (same draws; no sway or noise)."""
+    def clip(speed: float, frames: int) -> np.ndarray:
+        rng = [np.random.default_rng(s) for s in (5, 6)]
+        return render_clip("Rotate", *rng, None, frames, (112, 84), 0.0, 0, 0.0, speed)
+
+    fast, slow = clip(2.0, 12), clip(1.0, 24)
+    np.testing.assert_array_equal(fast, slow[::2])
+    assert not np.array_equal(fast, slow[:12])
+
+
 def test_bad_knobs_raise_config_error(tmp_path):
-    for knobs in ({"preset": "huge"}, {"colour": 3}, {"size": (63, 48)}, {"num_classes": 99},
+    for knobs in ({"preset": "huge"}, {"colour": 3}, {"size": (63, 48)}, {"classes": ("Fly",)},
+                  {"classes": ("Rotate", "Rotate")}, {"classes": ()}, {"speed": 0},
                   {"appearance_bias": 1.5}, {"min_frames": 50, "max_frames": 40}):
         with pytest.raises(ConfigError):
             make_dataset(tmp_path, **knobs)

@@ -1,5 +1,10 @@
+from typing import get_args
+
 import numpy as np
+import pytest
 import torch
+
+from tgsemi.config import RandAugmentOp
 
 from tgsemi.data import sampling, transforms
 from tgsemi.data.transforms import MEAN, STD, StrongAug, WeakAug, normalize
@@ -44,6 +49,35 @@ def test_strong_aug_differs_between_modalities_but_not_frames():
     a, b = strong(clip), strong(clip)
     assert not torch.equal(a, b)
     torch.testing.assert_close(a, a[:1].expand_as(a))
+
+
+def test_tg_strong_view_fills_with_no_change():
+    """A still TG clip (all 127) must stay free of edges under geometric ops, which
+    the default black fill would paint along the borders."""
+    torch.manual_seed(3)
+    still = torch.full((4, 3, 24, 24), transforms.TG_NEUTRAL, dtype=torch.uint8)
+    moves = ["TranslateX", "TranslateY", "ShearX", "ShearY", "Rotate"]
+    neutral = StrongAug(ops=moves, fill=transforms.TG_NEUTRAL, cutout_scale=(0.02, 0.021))
+    black = StrongAug(ops=moves, cutout_scale=(0.02, 0.021))
+    for _ in range(5):
+        assert (neutral(still) == transforms.TG_NEUTRAL).all()
+    assert any((black(still) == 0).any() for _ in range(5))
+
+
+def test_strong_aug_op_subset():
+    torch.manual_seed(4)
+    clip = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    only = StrongAug(ops=["Identity"], cutout_scale=(0.02, 0.021))
+    out = only(clip)
+    changed = (out != clip).any(dim=(0, 1))  # only the cutout may differ
+    assert 0 < changed.sum() <= 0.05 * 16 * 16
+    for bad in (["Invert"], []):
+        with pytest.raises(ValueError, match="subset"):
+            StrongAug(ops=bad)
+
+
+def test_config_lists_torchvisions_randaugment_ops():
+    assert set(get_args(RandAugmentOp)) == set(transforms.RANDAUGMENT_OPS)
 
 
 def test_test_crops_centre_and_three():

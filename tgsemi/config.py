@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tgsemi.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+RandAugmentOp = Literal[  # torchvision's RandAugment ops (tests check the two lists agree)
+    "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
+    "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
+]
 
 
 class _Strict(BaseModel):
@@ -37,6 +41,7 @@ class DataConfig(_Strict):
     resize: int = Field(128, ge=8)  # short side before cropping
     crop: int = Field(112, ge=8)
     crop_area: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range
+    strong_ops_tg: list[RandAugmentOp] | None = None  # RandAugment ops for strong TG views; None: all
     backend: str | None = None
     num_workers: int = Field(2, ge=0)
     on_missing: Literal["error", "skip"] = "error"

@@ -20,7 +20,7 @@ from torchvision.transforms.v2 import functional as F
 from tgsemi.data.annotations import Sample, resolve_path
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.sampling import test_clip_indices, train_clip_indices
-from tgsemi.data.transforms import StrongAug, WeakAug, normalize, test_crops
+from tgsemi.data.transforms import TG_NEUTRAL, StrongAug, WeakAug, normalize, test_crops
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
 from tgsemi.tg import temporal_gradient
@@ -162,17 +162,23 @@ class LabeledDataset(_ClipDataset):
 
 class UnlabeledDataset(LabeledDataset):
     """Weak and strong views of both modalities; ``label`` is the hidden label
-    (or -1), for pseudo-label diagnostics only."""
+    (or -1), for pseudo-label diagnostics only.
 
-    def __init__(self, *args, **kw):
+    The TG view's geometric ops fill uncovered pixels with 127, TG's "no change": a
+    black fill would paint motion edges along the borders. ``strong_ops_tg`` can
+    restrict its RandAugment ops (None: all of them, as for RGB).
+    """
+
+    def __init__(self, *args, strong_ops_tg: Sequence[str] | None = None, **kw):
         super().__init__(*args, **kw)
         self.strong = StrongAug()
+        self.strong_tg = StrongAug(fill=TG_NEUTRAL, ops=strong_ops_tg)
 
     def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
         rgb, tg = self.weak(rgb, tg)
         return {
             "rgb_w": normalize(rgb), "tg_w": normalize(tg),
-            "rgb_s": normalize(self.strong(rgb)), "tg_s": normalize(self.strong(tg)),
+            "rgb_s": normalize(self.strong(rgb)), "tg_s": normalize(self.strong_tg(tg)),
             "label": label,
         }
 

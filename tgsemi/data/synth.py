@@ -26,12 +26,13 @@ import numpy as np
 from tgsemi.errors import ConfigError
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(num_classes=4, train_per_class=6, test_per_class=3, size=(64, 48),
+    "tiny": dict(classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"), train_per_class=6, test_per_class=3, size=(64, 48),
                  min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
-                 appearance_bias=0.0),
-    "demo": dict(num_classes=10, train_per_class=60, test_per_class=10, size=(112, 84),
+                 appearance_bias=0.0, speed=1.0),
+    "demo": dict(classes=("MoveSideways", "MoveUp", "Rotate", "ZoomIn", "Circle"),
+                 train_per_class=100, test_per_class=20, size=(112, 84),
                  min_frames=40, max_frames=120, jitter=1.5, clutter=3, noise=3.0,
-                 appearance_bias=0.5),
+                 appearance_bias=0.5, speed=1.0),
 }
 CLIPS_PER_GROUP = 4
 FPS = 25
@@ -183,7 +184,7 @@ def _distractor(rng: np.random.Generator, w: int, h: int) -> tuple:
 
 def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random.Generator,
                 palette: np.ndarray | None, frames: int, size: tuple[int, int], jitter: float,
-                clutter: int, noise: float) -> np.ndarray:
+                clutter: int, noise: float, speed: float = 1.0) -> np.ndarray:
     """One clip as uint8 ``(frames, H, W, 3)``.
 
     ``scene_rng`` draws what a group shares (texture, shapes, clutter, palette),
@@ -210,7 +211,7 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
         x = _wrap(x0 + vx * t, -size_px, w + size_px) + sway[:, 0]
         y = _wrap(y0 + vy * t, -size_px, h + size_px) + sway[:, 1]
         _draw(video, _track(x, y, 1.0, angle, t), kind, size_px, colour)
-    track = MOTIONS[motion](clip_rng, t, w, h)
+    track = MOTIONS[motion](clip_rng, speed * t, w, h)  # speed: the motion's clock runs faster
     track[..., :2] += sway
     _draw(video, track, shape, radius, group_palette[2])
     video *= clip_rng.uniform(0.7, 1.25)  # brightness
@@ -242,9 +243,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, gop: int =
 def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) -> Path:
     """Write the dataset under ``out`` (UCF-101 layout and split files); returns ``out``.
 
-    Knobs (defaults from ``PRESETS[preset]``): num_classes, train_per_class,
+    Knobs (defaults from ``PRESETS[preset]``): classes (motion names), train_per_class,
     test_per_class, size (W, H), min_frames, max_frames, jitter (camera sway, px),
-    clutter (distractor shapes), noise (pixel std), appearance_bias (0..1).
+    clutter (distractor shapes), noise (pixel std), appearance_bias (0..1),
+    speed (how fast the class motions run, 1 = 1-2 px a frame at 84 px high).
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown synth preset {preset!r}; choose one of {list(PRESETS)}")
@@ -256,8 +258,11 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
     w, h = k["size"]
     if w % 2 or h % 2:
         raise ConfigError(f"synth size {k['size']} must be even (MPEG-4 4:2:0)")
-    if not 1 <= k["num_classes"] <= len(MOTIONS):
-        raise ConfigError(f"num_classes must be 1..{len(MOTIONS)}, got {k['num_classes']}")
+    classes = list(k["classes"])
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(MOTIONS):
+        raise ConfigError(f"classes must be distinct motions out of {list(MOTIONS)}, got {classes}")
+    if not k["speed"] > 0:
+        raise ConfigError(f"speed must be > 0, got {k['speed']}")
     if not 0 <= k["appearance_bias"] <= 1:
         raise ConfigError(f"appearance_bias must be in 0..1, got {k['appearance_bias']}")
     if not 2 <= k["min_frames"] <= k["max_frames"]:
@@ -265,7 +270,6 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
                           f"got {k['min_frames']}..{k['max_frames']}")
 
     out = Path(out)
-    classes = list(MOTIONS)[: k["num_classes"]]
     class_hues = np.random.default_rng([seed]).permutation(len(classes)) / len(classes)
     test_groups = math.ceil(k["test_per_class"] / CLIPS_PER_GROUP)
     lines: dict[str, list[str]] = {"train": [], "test": []}
@@ -282,7 +286,7 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
                 length = int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1))
                 scene_rng = np.random.default_rng([seed, label, group])
                 video = render_clip(name, scene_rng, clip_rng, palette, length, (w, h),
-                                    k["jitter"], k["clutter"], k["noise"])
+                                    k["jitter"], k["clutter"], k["noise"], k["speed"])
                 rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
                 write_video(out / rel, video)
                 lines[split].append(f"{rel} {label + 1}" if split == "train" else rel)

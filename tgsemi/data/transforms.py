@@ -7,6 +7,8 @@ gives both modalities the identical crop and flip the method relies on.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -14,6 +16,8 @@ from torchvision.transforms.v2 import functional as F
 # ImageNet statistics on the 0..255 scale, for RGB and TG alike (SPEC.md section 1).
 MEAN = torch.tensor([123.675, 116.28, 103.53])
 STD = torch.tensor([58.395, 57.12, 57.375])
+TG_NEUTRAL = 127  # a TG pixel that did not change; also mid-grey for the cutout
+RANDAUGMENT_OPS = tuple(v2.RandAugment._AUGMENTATION_SPACE)
 
 
 class WeakAug:
@@ -31,13 +35,28 @@ class WeakAug:
         return tuple(out.split([c.shape[0] for c in clips]))
 
 
-class StrongAug:
-    """RandAugment (2 ops, magnitude 9) then a cutout, applied to a weak view."""
+class _RandAugment(v2.RandAugment):
+    """torchvision's RandAugment drawing from a subset of its ops."""
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, cutout_scale: tuple[float, float] = (0.02, 0.2)):
+    def __init__(self, ops: Sequence[str] | None, **kw):
+        super().__init__(**kw)
+        if ops is not None:
+            unknown = set(ops) - set(RANDAUGMENT_OPS)
+            if unknown or not ops:
+                raise ValueError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, got {list(ops)}")
+            self._AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k in ops}
+
+
+class StrongAug:
+    """RandAugment (2 ops, magnitude 9) then a cutout, applied to a weak view; ``fill``
+    is what geometric ops leave where the image moved away, ``ops`` a subset of
+    RandAugment's ops (None: all)."""
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 9, cutout_scale: tuple[float, float] = (0.02, 0.2),
+                 fill: int = 0, ops: Sequence[str] | None = None):
         self.t = v2.Compose([
-            v2.RandAugment(num_ops=num_ops, magnitude=magnitude),
-            v2.RandomErasing(p=1.0, scale=cutout_scale, value=127),
+            _RandAugment(ops, num_ops=num_ops, magnitude=magnitude, fill=fill),
+            v2.RandomErasing(p=1.0, scale=cutout_scale, value=TG_NEUTRAL),
         ])
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:

@@ -83,3 +83,28 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert_same_weights(r0, r1)
     assert checkpoint.load(tmp_path)["position"]["step"] == 4
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
+    """With train.split_bn the supervised term cannot depend on the strong views."""
+    from tgsemi.engine import train_step
+    from tgsemi.methods import Batch, get_method
+    from tgsemi.models import create_model
+
+    cfg = load_config("synthetic_tiny", ["method=fixmatch", f"train.split_bn={str(split).lower()}"])
+    method = get_method("fixmatch")
+    n_l = n_u = 2
+    torch.manual_seed(0)
+    clips = torch.randn(n_l + 2 * n_u, 3, 4, 16, 16)
+    sups = []
+    for scale in (1.0, 50.0):
+        torch.manual_seed(1)
+        net = create_model(cfg.model, 3, ("rgb",), projection=False)
+        x = clips.clone()
+        x[n_l + n_u:] *= scale  # only the strong views change
+        batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, y_u=None, unlabeled_on=True)
+        opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        _, terms, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
+        sups.append(terms["sup"])
+    assert torch.allclose(sups[0], sups[1]) == split

@@ -1,11 +1,12 @@
 """Synthetic motion-defined dataset: layout, determinism, motion, appearance bias, damage."""
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tgsemi.data.synth import MOTIONS, corrupt_files, make_dataset, render_clip
+from tgsemi.data.synth import MOTIONS, RECIPE, corrupt_files, make_dataset, recipe, render_clip
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import ConfigError, VideoReadError
 
@@ -154,3 +155,19 @@ def test_corrupt_files_damages_a_share_that_then_fails_to_read(tmp_path):
                 read_frames(path, range(frames))
         else:
             assert path.read_bytes() == data
+
+
+def test_demo_data_is_rebuilt_only_when_its_recipe_changed(tmp_path, capsys):
+    from tgsemi.demo import ensure_data
+
+    root = ensure_data(tmp_path / "d", "tiny")
+    assert json.loads((root / RECIPE).read_text()) == recipe("tiny")
+    video = next(root.rglob("*.avi"))
+    stamp = video.stat().st_mtime_ns
+    capsys.readouterr()
+    ensure_data(root, "tiny")
+    assert video.stat().st_mtime_ns == stamp and "building" not in capsys.readouterr().out
+    (root / RECIPE).write_text(json.dumps(recipe("tiny", speed=3.0)))  # made by another preset version
+    ensure_data(root, "tiny")
+    assert "building" in capsys.readouterr().out
+    assert json.loads((root / RECIPE).read_text()) == recipe("tiny")

@@ -18,9 +18,11 @@ LABELS = {"supervised": "Supervised (RGB)", "fixmatch": "FixMatch (RGB)", "tg_fi
 
 
 def ensure_data(data_dir: Path, preset: str) -> Path:
-    if not (data_dir / "trainlist01.txt").exists():
-        from tgsemi.data.synth import make_dataset
+    """Build the synthetic set unless ``data_dir`` already holds one made by the current preset."""
+    from tgsemi.data.synth import RECIPE, make_dataset, recipe
 
+    made = data_dir / RECIPE
+    if not made.exists() or json.loads(made.read_text()) != recipe(preset):
         print(f"building the synthetic {preset!r} dataset in {data_dir} ...")
         make_dataset(data_dir, preset=preset, seed=0)
     return data_dir

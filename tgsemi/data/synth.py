@@ -16,6 +16,7 @@ and scene), and train and test use disjoint groups.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ PRESETS: dict[str, dict] = {
                  appearance_bias=0.5, speed=1.0),
 }
 CLIPS_PER_GROUP = 4
+RECIPE = "synth.json"
 FPS = 25
 
 # A pose track is an array (objects, T, 4) of centre x, centre y, scale, angle, in
@@ -293,7 +295,15 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
     (out / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     for split in lines:
         (out / f"{split}list01.txt").write_text("".join(f"{line}\n" for line in lines[split]))
+    (out / RECIPE).write_text(json.dumps(recipe(preset, seed, **knobs), indent=1))
     return out
+
+
+def recipe(preset: str, seed: int = 0, **knobs) -> dict:
+    """What a dataset was made from, as ``make_dataset`` records it in ``RECIPE``: lets a
+    caller tell a data folder built by an older preset from a current one."""
+    k = {**PRESETS[preset], **knobs}
+    return json.loads(json.dumps({"preset": preset, "seed": seed, **k}))  # tuples -> lists, as read back
 
 
 def _png_bytes(rng: np.random.Generator) -> bytes:

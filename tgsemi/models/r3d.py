@@ -5,8 +5,12 @@ width 64 a torchvision state_dict (e.g. its Kinetics-400 weights) loads into the
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -20,8 +24,43 @@ class StreamOutput:
     projection: Tensor | None = None  # projection head of the first n_project pooled rows
 
 
+class SplitBatchNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d that, while training, can normalise the last ``tail`` clips of a batch
+    with their own statistics.
+
+    Strongly augmented clips vary far more than clean ones (RandAugment and cutout; for TG
+    clips 12x the standard deviation). Normalised together with them, labeled and weak
+    clips train at a scale that the clean statistics used at test time do not reproduce.
+    Running statistics come from the other clips only, and parameters and buffers are
+    those of a BatchNorm3d, so checkpoints do not depend on the option.
+    """
+
+    tail: int = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.tail:
+            return super().forward(x)
+        head = super().forward(x[:-self.tail])
+        tail = F.batch_norm(x[-self.tail:], None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return torch.cat([head, tail])
+
+
+@contextmanager
+def split_batchnorm(model: nn.Module, tail: int) -> Iterator[None]:
+    """Within the block, every SplitBatchNorm3d of ``model`` normalises the last ``tail``
+    clips of its input apart (0: the whole batch together)."""
+    layers = [m for m in model.modules() if isinstance(m, SplitBatchNorm3d)]
+    for m in layers:
+        m.tail = tail
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.tail = 0
+
+
 def _conv_bn(cin: int, cout: int, kernel, stride, padding, relu: bool) -> nn.Sequential:
-    layers = [nn.Conv3d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm3d(cout)]
+    layers = [nn.Conv3d(cin, cout, kernel, stride, padding, bias=False), SplitBatchNorm3d(cout)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)

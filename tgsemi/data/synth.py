@@ -27,13 +27,14 @@ import numpy as np
 from tgsemi.errors import ConfigError
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"), train_per_class=6, test_per_class=3, size=(64, 48),
+    "tiny": dict(classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"),
+                 train_per_class=6, test_per_class=3, size=(64, 48),
                  min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
                  appearance_bias=0.0, speed=1.0),
     "demo": dict(classes=("MoveSideways", "MoveUp", "Rotate", "ZoomIn", "Circle"),
-                 train_per_class=100, test_per_class=20, size=(112, 84),
-                 min_frames=40, max_frames=120, jitter=1.5, clutter=3, noise=3.0,
-                 appearance_bias=0.5, speed=1.0),
+                 train_per_class=100, test_per_class=40, size=(112, 84),
+                 min_frames=40, max_frames=120, jitter=0.0, clutter=3, noise=1.0,
+                 appearance_bias=0.0, speed=2.0),
 }
 CLIPS_PER_GROUP = 4
 RECIPE = "synth.json"

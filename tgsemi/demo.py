@@ -1,8 +1,9 @@
 """The main job: synthetic data -> supervised, FixMatch and TG-FixMatch -> report.
 
-On the synthetic set, classes are defined by motion while appearance is a
-nuisance correlated with the class in the training split: the paper's claim is
-that the TG stream teaches the RGB network to look at the motion.
+On the synthetic set, classes are defined by motion while appearance (scene,
+object, colours, shared within a group of clips; train and test groups disjoint)
+is a nuisance: the paper's claim is that the TG stream, which learns motion from
+few labels, teaches the RGB network to look at the motion too.
 """
 from __future__ import annotations
 

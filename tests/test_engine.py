@@ -10,7 +10,9 @@ import torch
 from tgsemi import checkpoint
 from tgsemi.cli import main as cli
 from tgsemi.config import load_config
-from tgsemi.engine import lr_at, train
+from tgsemi.engine import lr_at, train, train_step
+from tgsemi.methods import Batch, get_method
+from tgsemi.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,10 +90,6 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
 @pytest.mark.parametrize("split", [True, False])
 def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
     """With train.split_bn the supervised term cannot depend on the strong views."""
-    from tgsemi.engine import train_step
-    from tgsemi.methods import Batch, get_method
-    from tgsemi.models import create_model
-
     cfg = load_config("synthetic_tiny", ["method=fixmatch", f"train.split_bn={str(split).lower()}"])
     method = get_method("fixmatch")
     n_l = n_u = 2

@@ -79,7 +79,8 @@ class Loaders:
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
         train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area)
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
-        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_ops_tg=d.strong_ops_tg, **train_aug, **common)
+        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_ops_tg=d.strong_ops_tg,
+                                          **train_aug, **common)
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
         self.b_u = t.batch_size * t.mu
         self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)

@@ -7,10 +7,10 @@ class is flip-invariant: "move sideways" picks left or right at random, "rotate"
 picks the sense at random.
 
 ``appearance_bias`` (off in the presets) mimics the bias of real datasets (the
-scene gives the action away): with that probability a *train* clip's static background takes its
-class's colours instead of its group's random ones, so an RGB model can
-shortcut through the scene on train and fail on test, while the temporal
-gradient, blind to what does not move, cannot. Clips of one group share
+scene gives the action away): with that probability a *train* clip's static
+background takes its class's colours instead of its group's random ones, so an
+RGB model can shortcut through the scene on train and fail on test, while the
+temporal gradient, blind to what does not move, cannot. Clips of one group share
 background texture, object shape, clutter and palette (UCF's groups share actor
 and scene), and train and test use disjoint groups.
 """

@@ -43,7 +43,8 @@ class _RandAugment(v2.RandAugment):
         if ops is not None:
             unknown = set(ops) - set(RANDAUGMENT_OPS)
             if unknown or not ops:
-                raise ValueError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, got {list(ops)}")
+                raise ValueError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, "
+                                 f"got {list(ops)}")
             self._AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k in ops}
 
 

@@ -48,7 +48,10 @@ class SplitBatchNorm3d(nn.BatchNorm3d):
 @contextmanager
 def split_batchnorm(model: nn.Module, tail: int) -> Iterator[None]:
     """Within the block, every SplitBatchNorm3d of ``model`` normalises the last ``tail``
-    clips of its input apart (0: the whole batch together)."""
+    clips of its input apart (0: the whole batch together, and nothing to set)."""
+    if not tail:
+        yield
+        return
     layers = [m for m in model.modules() if isinstance(m, SplitBatchNorm3d)]
     for m in layers:
         m.tail = tail

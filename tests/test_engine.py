@@ -11,6 +11,7 @@ from tgsemi import checkpoint
 from tgsemi.cli import main as cli
 from tgsemi.config import load_config
 from tgsemi.engine import lr_at, train, train_step
+from tgsemi.errors import ConfigError
 from tgsemi.methods import Batch, get_method
 from tgsemi.models import create_model
 
@@ -87,10 +88,10 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
     assert checkpoint.load(tmp_path)["position"]["step"] == 4
 
 
-@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("split", ["none", "strong", "labeled", "views"])
 def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
-    """With train.split_bn the supervised term cannot depend on the strong views."""
-    cfg = load_config("synthetic_tiny", ["method=fixmatch", f"train.split_bn={str(split).lower()}"])
+    """Split apart from the strong views, the supervised term cannot depend on them."""
+    cfg = load_config("synthetic_tiny", ["method=fixmatch", f"train.split_bn={split}"])
     method = get_method("fixmatch")
     n_l = n_u = 2
     torch.manual_seed(0)
@@ -105,4 +106,10 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
         _, terms, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
         sups.append(terms["sup"])
-    assert torch.allclose(sups[0], sups[1]) == split
+    assert torch.allclose(sups[0], sups[1]) == (split != "none")
+
+
+def test_split_bn_is_refused_with_sync_bn():
+    load_config("synthetic_tiny", ["train.split_bn=views"])
+    with pytest.raises(ConfigError, match="split_bn and sync_bn"):
+        load_config("synthetic_tiny", ["train.split_bn=views", "train.sync_bn=true"])

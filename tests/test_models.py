@@ -1,10 +1,12 @@
+from typing import get_args
+
 import pytest
 import torch
 from torchvision.models.video import r3d_18
 
-from tgsemi.config import ModelConfig
+from tgsemi.config import ModelConfig, TrainConfig
 from tgsemi.models import R3D18, TwoStream, create_model
-from tgsemi.models.r3d import SplitBatchNorm3d, split_batchnorm
+from tgsemi.models.r3d import SplitBatchNorm3d, bn_groups, split_batchnorm
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -102,31 +104,50 @@ def test_single_stream_model_and_bad_streams():
         TwoStream({"flow": R3D18(3, width=4)})
 
 
-def test_split_batchnorm_normalises_the_tail_apart():
+def _normalised(x, bn):
+    """Batch normalisation of ``x`` with its own statistics, written out."""
+    mean = x.mean(dim=(0, 2, 3, 4), keepdim=True)
+    var = x.var(dim=(0, 2, 3, 4), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1, 1) + bn.bias.view(1, -1, 1, 1, 1)
+
+
+def test_split_batchnorm_normalises_each_group_apart():
     torch.manual_seed(5)
     split, plain = SplitBatchNorm3d(4), torch.nn.BatchNorm3d(4)
     with torch.no_grad():
         split.weight.uniform_(0.5, 2), split.bias.uniform_(-1, 1)
     plain.load_state_dict(split.state_dict())
-    head = torch.randn(6, 4, 2, 3, 3)
-    tail = 10 * torch.randn(3, 4, 2, 3, 3) + 5  # strong views: another scale entirely
-    with split_batchnorm(torch.nn.Sequential(split), 3):
-        out = split(torch.cat([head, tail]))
-    assert split.tail == 0  # restored after the block
-    torch.testing.assert_close(out[:6], plain(head))  # the head as if alone, running stats too
+    labeled = torch.randn(2, 4, 2, 3, 3) - 3
+    weak = torch.randn(4, 4, 2, 3, 3)
+    strong = 10 * torch.randn(4, 4, 2, 3, 3) + 5  # strong views: another scale entirely
+    x = torch.cat([labeled, weak, strong])
+    with split_batchnorm(torch.nn.Sequential(split), (2, 4, 4), stats_rows=6):
+        out = split(x)
+    assert split.groups == ()  # restored after the block
+    for part, rows in ((labeled, slice(0, 2)), (weak, slice(2, 6)), (strong, slice(6, 10))):
+        torch.testing.assert_close(out[rows], _normalised(part, split))
+    plain(torch.cat([labeled, weak]))  # running statistics: those of the clean rows alone
     torch.testing.assert_close(split.running_mean, plain.running_mean)
     torch.testing.assert_close(split.running_var, plain.running_var)
-    mean = tail.mean(dim=(0, 2, 3, 4), keepdim=True)
-    var = tail.var(dim=(0, 2, 3, 4), unbiased=False, keepdim=True)
-    expected = (tail - mean) / torch.sqrt(var + split.eps) * split.weight.view(1, -1, 1, 1, 1) \
-        + split.bias.view(1, -1, 1, 1, 1)
-    torch.testing.assert_close(out[6:], expected)
-    together = split(torch.cat([head, tail]))  # outside the block: one batch, as SPEC.md says
-    assert not torch.allclose(together[:6], out[:6], atol=1e-3)
+    assert split.num_batches_tracked == plain.num_batches_tracked == 1
+    together = split(x)  # outside the block: one batch, as SPEC.md says
+    torch.testing.assert_close(together, _normalised(x, split))
     split.eval()
     plain.load_state_dict(split.state_dict())
-    with split_batchnorm(torch.nn.Sequential(split), 3):
-        torch.testing.assert_close(split(head), plain.eval()(head))  # eval ignores the split
+    with split_batchnorm(torch.nn.Sequential(split), (2, 4, 4), stats_rows=6):
+        torch.testing.assert_close(split(weak), plain.eval()(weak))  # eval ignores the split
+
+
+@pytest.mark.parametrize("split,sizes", [("none", (10,)), ("strong", (6, 4)), ("labeled", (2, 8)),
+                                         ("views", (2, 4, 4))])
+def test_bn_groups_follow_the_row_layout(split, sizes):
+    assert bn_groups(split, n_l=2, n_u=4) == sizes
+    assert bn_groups(split, n_l=2, n_u=0) == (2,)  # supervised: nothing to split
+
+
+def test_every_configurable_bn_split_has_groups():
+    for split in get_args(TrainConfig.model_fields["split_bn"].annotation):
+        assert sum(bn_groups(split, 3, 5)) == 13
 
 
 def test_split_batchnorm_is_in_every_backbone_norm_and_keeps_state_dict_keys():

@@ -88,7 +88,8 @@ class TrainConfig(_Strict):
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False
-    split_bn: bool = False  # strong views get their own BN statistics (SPEC: one batch for all)
+    # clips normalised apart in BatchNorm (models.r3d.bn_groups); SPEC: one batch for all
+    split_bn: Literal["none", "strong", "labeled", "views"] = "none"
     precise_bn_batches: int = Field(200, ge=0)
     eval_every_epochs: float = Field(5, gt=0)
     ckpt_every_steps: int = Field(500, ge=1)
@@ -100,7 +101,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _split_bn_without_sync(self) -> "TrainConfig":
-        if self.split_bn and self.sync_bn:
+        if self.split_bn != "none" and self.sync_bn:
             raise ValueError("split_bn and sync_bn cannot be combined: SyncBatchNorm normalises the whole batch")
         return self
 

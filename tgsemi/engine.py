@@ -34,7 +34,7 @@ from tgsemi.errors import NonFiniteLossError
 from tgsemi.evaluate import autocast, evaluate, to_device
 from tgsemi.methods import Batch, Method, get_method
 from tgsemi.models import TwoStream, create_model
-from tgsemi.models.r3d import split_batchnorm
+from tgsemi.models.r3d import bn_groups, split_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor]
     whether to stop or go on). Returns the loss, its terms (detached) and diagnostics.
     """
     model.train()
-    with autocast(device, amp), split_batchnorm(model, batch.n_u if cfg.train.split_bn else 0):
+    groups = bn_groups(cfg.train.split_bn, batch.n_l, batch.n_u)
+    with autocast(device, amp), split_batchnorm(model, groups, stats_rows=batch.n_l + batch.n_u):
         out = model(inputs, n_project=batch.n_l + batch.n_u if method.needs_projection else 0)
     terms, diag = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
     loss = sum(terms.values())

@@ -24,42 +24,67 @@ class StreamOutput:
     projection: Tensor | None = None  # projection head of the first n_project pooled rows
 
 
+def bn_groups(split: str, n_l: int, n_u: int) -> tuple[int, ...]:
+    """Sizes of the row groups a batch ``[labeled (n_l) | weak (n_u) | strong (n_u)]`` is
+    normalised in: ``none`` one batch (SPEC.md), ``strong`` the strong views apart,
+    ``labeled`` the labeled clips apart from both unlabeled views, ``views`` all three apart."""
+    sizes = {"none": (n_l + 2 * n_u,), "strong": (n_l + n_u, n_u), "labeled": (n_l, 2 * n_u),
+             "views": (n_l, n_u, n_u)}[split]
+    return tuple(s for s in sizes if s)
+
+
 class SplitBatchNorm3d(nn.BatchNorm3d):
-    """BatchNorm3d that, while training, can normalise the last ``tail`` clips of a batch
+    """BatchNorm3d that, while training, can normalise groups of clips in a batch each
     with their own statistics.
 
     Strongly augmented clips vary far more than clean ones (RandAugment and cutout; for TG
-    clips 12x the standard deviation). Normalised together with them, labeled and weak
-    clips train at a scale that the clean statistics used at test time do not reproduce.
-    Running statistics come from the other clips only, and parameters and buffers are
-    those of a BatchNorm3d, so checkpoints do not depend on the option.
+    clips 12x the standard deviation), and a labeled clip's statistics differ from those
+    of a batch dominated by unlabeled ones. Normalised together, the clean clips train at
+    a scale that the statistics used at test time do not reproduce. Running statistics
+    come from the first ``stats_rows`` rows (the weakly augmented clips) whatever the
+    grouping; parameters and buffers are those of a BatchNorm3d, so checkpoints do not
+    depend on the option.
     """
 
-    tail: int = 0
+    groups: tuple[int, ...] = ()
+    stats_rows: int = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not self.tail:
+        if not self.training or len(self.groups) < 2:
             return super().forward(x)
-        head = super().forward(x[:-self.tail])
-        tail = F.batch_norm(x[-self.tail:], None, None, self.weight, self.bias, True, 0.0, self.eps)
-        return torch.cat([head, tail])
+        if self.track_running_stats:
+            self._update_running_stats(x[:self.stats_rows].detach())
+        return torch.cat([F.batch_norm(part, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                          for part in x.split(list(self.groups))])
+
+    @torch.no_grad()
+    def _update_running_stats(self, x: Tensor) -> None:
+        """What BatchNorm3d's own training pass does to the buffers, for these rows only."""
+        dims = (0, 2, 3, 4)
+        n = x.numel() / x.shape[1]
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.lerp_(x.mean(dims).to(self.running_mean.dtype), momentum)
+        var = x.var(dims, unbiased=n > 1).to(self.running_var.dtype)
+        self.running_var.lerp_(var, momentum)
 
 
 @contextmanager
-def split_batchnorm(model: nn.Module, tail: int) -> Iterator[None]:
-    """Within the block, every SplitBatchNorm3d of ``model`` normalises the last ``tail``
-    clips of its input apart (0: the whole batch together, and nothing to set)."""
-    if not tail:
+def split_batchnorm(model: nn.Module, groups: tuple[int, ...], stats_rows: int) -> Iterator[None]:
+    """Within the block, every SplitBatchNorm3d of ``model`` normalises the row ``groups``
+    of its input apart and keeps running statistics of the first ``stats_rows`` rows
+    (one group: the whole batch together, and nothing to set)."""
+    if len(groups) < 2:
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, SplitBatchNorm3d)]
     for m in layers:
-        m.tail = tail
+        m.groups, m.stats_rows = groups, stats_rows
     try:
         yield
     finally:
         for m in layers:
-            m.tail = 0
+            m.groups, m.stats_rows = (), 0
 
 
 def _conv_bn(cin: int, cout: int, kernel, stride, padding, relu: bool) -> nn.Sequential:

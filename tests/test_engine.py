@@ -109,6 +109,11 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
     assert torch.allclose(sups[0], sups[1]) == (split != "none")
 
 
+def test_split_bn_reads_the_older_booleans():
+    assert load_config("synthetic_tiny", ["train.split_bn=true"]).train.split_bn == "strong"
+    assert load_config("synthetic_tiny", ["train.split_bn=false"]).train.split_bn == "none"
+
+
 def test_split_bn_is_refused_with_sync_bn():
     load_config("synthetic_tiny", ["train.split_bn=views"])
     with pytest.raises(ConfigError, match="split_bn and sync_bn"):

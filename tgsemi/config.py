@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tgsemi.errors import ConfigError
 
@@ -98,6 +98,12 @@ class TrainConfig(_Strict):
     on_nonfinite: Literal["stop", "skip"] = "stop"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
+
+    @field_validator("split_bn", mode="before")
+    @classmethod
+    def _split_bn_from_bool(cls, value: object) -> object:
+        """Run folders written before the grouping choice said true / false."""
+        return {True: "strong", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _split_bn_without_sync(self) -> "TrainConfig":

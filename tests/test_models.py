@@ -111,7 +111,8 @@ def _normalised(x, bn):
     return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1, 1) + bn.bias.view(1, -1, 1, 1, 1)
 
 
-def test_split_batchnorm_normalises_each_group_apart():
+@pytest.mark.parametrize("groups", [(2, 4, 4), (6, 4)])  # views apart; strong views apart
+def test_split_batchnorm_normalises_each_group_apart(groups):
     torch.manual_seed(5)
     split, plain = SplitBatchNorm3d(4), torch.nn.BatchNorm3d(4)
     with torch.no_grad():
@@ -121,11 +122,11 @@ def test_split_batchnorm_normalises_each_group_apart():
     weak = torch.randn(4, 4, 2, 3, 3)
     strong = 10 * torch.randn(4, 4, 2, 3, 3) + 5  # strong views: another scale entirely
     x = torch.cat([labeled, weak, strong])
-    with split_batchnorm(torch.nn.Sequential(split), (2, 4, 4), stats_rows=6):
+    with split_batchnorm(torch.nn.Sequential(split), groups, stats_rows=6):
         out = split(x)
     assert split.groups == ()  # restored after the block
-    for part, rows in ((labeled, slice(0, 2)), (weak, slice(2, 6)), (strong, slice(6, 10))):
-        torch.testing.assert_close(out[rows], _normalised(part, split))
+    for got, part in zip(out.split(list(groups)), x.split(list(groups))):
+        torch.testing.assert_close(got, _normalised(part, split))
     plain(torch.cat([labeled, weak]))  # running statistics: those of the clean rows alone
     torch.testing.assert_close(split.running_mean, plain.running_mean)
     torch.testing.assert_close(split.running_var, plain.running_var)
@@ -134,7 +135,7 @@ def test_split_batchnorm_normalises_each_group_apart():
     torch.testing.assert_close(together, _normalised(x, split))
     split.eval()
     plain.load_state_dict(split.state_dict())
-    with split_batchnorm(torch.nn.Sequential(split), (2, 4, 4), stats_rows=6):
+    with split_batchnorm(torch.nn.Sequential(split), groups, stats_rows=6):
         torch.testing.assert_close(split(weak), plain.eval()(weak))  # eval ignores the split
 
 

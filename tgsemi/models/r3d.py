@@ -52,21 +52,15 @@ class SplitBatchNorm3d(nn.BatchNorm3d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or len(self.groups) < 2:
             return super().forward(x)
-        if self.track_running_stats:
-            self._update_running_stats(x[:self.stats_rows].detach())
-        return torch.cat([F.batch_norm(part, None, None, self.weight, self.bias, True, 0.0, self.eps)
-                          for part in x.split(list(self.groups))])
-
-    @torch.no_grad()
-    def _update_running_stats(self, x: Tensor) -> None:
-        """What BatchNorm3d's own training pass does to the buffers, for these rows only."""
-        dims = (0, 2, 3, 4)
-        n = x.numel() / x.shape[1]
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        self.running_mean.lerp_(x.mean(dims).to(self.running_mean.dtype), momentum)
-        var = x.var(dims, unbiased=n > 1).to(self.running_var.dtype)
-        self.running_var.lerp_(var, momentum)
+        parts = list(x.split(list(self.groups)))
+        if self.groups[0] == self.stats_rows:  # BatchNorm's own pass over it keeps the buffers
+            out = [super().forward(parts.pop(0))]
+        else:
+            with torch.no_grad():
+                super().forward(x[:self.stats_rows])  # for the running statistics only
+            out = []
+        out += [F.batch_norm(p, None, None, self.weight, self.bias, True, 0.0, self.eps) for p in parts]
+        return torch.cat(out)
 
 
 @contextmanager

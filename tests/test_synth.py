@@ -117,9 +117,23 @@ def test_appearance_bias_ties_train_colour_to_class_but_not_test(tmp_path):
         hits += _nearest_centroid(centroids, train_colours[i:i + 1])[0] == train_labels[i]
     assert hits / len(train) >= 0.9
     # The same rule on test is no better than a coin: test colours are random.
-    centroids = np.stack([train_colours[train_labels == c].mean(0) for c in range(4)])
+    assert _test_accuracy_of_train_colours(root) <= 0.5
+
+
+def _test_accuracy_of_train_colours(root: Path) -> float:
+    """Accuracy on test of the nearest train class-centroid colour rule."""
+    classes, train, test = _lists(root)
+    train_labels = np.array([label - 1 for _, label in train])
+    train_colours = _mean_colours(root, [p for p, _ in train])
+    centroids = np.stack([train_colours[train_labels == c].mean(0) for c in range(len(classes))])
     truth = np.array([classes.index(LINE.match(p).group(1)) for p in test])
-    assert (_nearest_centroid(centroids, _mean_colours(root, test)) == truth).mean() <= 0.5
+    return float((_nearest_centroid(centroids, _mean_colours(root, test)) == truth).mean())
+
+
+def test_scene_cue_ties_colour_to_class_on_test_too(tmp_path):
+    assert _test_accuracy_of_train_colours(make_dataset(tmp_path / "cue", "tiny", scene_cue=1.0,
+                                                        test_per_class=8)) >= 0.9
+    assert _test_accuracy_of_train_colours(make_dataset(tmp_path / "none", "tiny", test_per_class=8)) <= 0.5
 
 
 def test_speed_runs_the_motion_clock_faster():
@@ -136,7 +150,7 @@ def test_speed_runs_the_motion_clock_faster():
 def test_bad_knobs_raise_config_error(tmp_path):
     for knobs in ({"preset": "huge"}, {"colour": 3}, {"size": (63, 48)}, {"classes": ("Fly",)},
                   {"classes": ("Rotate", "Rotate")}, {"classes": ()}, {"speed": 0},
-                  {"appearance_bias": 1.5}, {"min_frames": 50, "max_frames": 40}):
+                  {"appearance_bias": 1.5}, {"scene_cue": -0.1}, {"min_frames": 50, "max_frames": 40}):
         with pytest.raises(ConfigError):
             make_dataset(tmp_path, **knobs)
 

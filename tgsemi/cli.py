@@ -21,7 +21,7 @@ def cmd_split(a: argparse.Namespace) -> None:
 def cmd_synth(a: argparse.Namespace) -> None:
     from tgsemi.data.synth import make_dataset
 
-    knobs = {"appearance_bias": a.appearance_bias} if a.appearance_bias is not None else {}
+    knobs = {k: v for k in ("appearance_bias", "scene_cue") if (v := getattr(a, k)) is not None}
     print(f"wrote {make_dataset(a.out, preset=a.preset, seed=a.seed, **knobs)}")
 
 
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--preset", choices=["tiny", "demo"], default="tiny")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--appearance-bias", type=float)
+    s.add_argument("--appearance-bias", type=float, help="train-only scene bias, 0..1")
+    s.add_argument("--scene-cue", type=float, help="scene predicts the class in both splits, 0..1")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("train", help="train (or resume) a run: CONFIG is a preset name or a YAML path")

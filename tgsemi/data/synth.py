@@ -10,7 +10,10 @@ picks the sense at random.
 scene gives the action away): with that probability a *train* clip's static
 background takes its class's colours instead of its group's random ones, so an
 RGB model can shortcut through the scene on train and fail on test, while the
-temporal gradient, blind to what does not move, cannot. Clips of one group share
+temporal gradient, blind to what does not move, cannot. ``scene_cue`` (also off)
+is the honest version of that bias: with that probability a *group*'s background
+takes its class's colours in both splits, so the scene predicts the action on test
+too, as on UCF-101, while motion still names the class everywhere. Clips of one group share
 background texture, object shape, clutter and palette (UCF's groups share actor
 and scene), and train and test use disjoint groups.
 """
@@ -30,11 +33,11 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"),
                  train_per_class=6, test_per_class=3, size=(64, 48),
                  min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
-                 appearance_bias=0.0, speed=1.0),
+                 appearance_bias=0.0, scene_cue=0.0, speed=1.0),
     "demo": dict(classes=("MoveSideways", "MoveUp", "Rotate", "ZoomIn", "Circle"),
                  train_per_class=100, test_per_class=40, size=(112, 84),
                  min_frames=40, max_frames=120, jitter=0.0, clutter=3, noise=1.0,
-                 appearance_bias=0.0, speed=2.0),
+                 appearance_bias=0.0, scene_cue=0.0, speed=2.0),
 }
 CLIPS_PER_GROUP = 4
 RECIPE = "synth.json"
@@ -248,7 +251,7 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
 
     Knobs (defaults from ``PRESETS[preset]``): classes (motion names), train_per_class,
     test_per_class, size (W, H), min_frames, max_frames, jitter (camera sway, px),
-    clutter (distractor shapes), noise (pixel std), appearance_bias (0..1),
+    clutter (distractor shapes), noise (pixel std), appearance_bias (0..1), scene_cue (0..1),
     speed (how fast the class motions run, 1 = 1-2 px a frame at 84 px high).
     """
     if preset not in PRESETS:
@@ -266,8 +269,9 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
         raise ConfigError(f"classes must be distinct motions out of {list(MOTIONS)}, got {classes}")
     if not k["speed"] > 0:
         raise ConfigError(f"speed must be > 0, got {k['speed']}")
-    if not 0 <= k["appearance_bias"] <= 1:
-        raise ConfigError(f"appearance_bias must be in 0..1, got {k['appearance_bias']}")
+    for knob in ("appearance_bias", "scene_cue"):
+        if not 0 <= k[knob] <= 1:
+            raise ConfigError(f"{knob} must be in 0..1, got {k[knob]}")
     if not 2 <= k["min_frames"] <= k["max_frames"]:
         raise ConfigError("need 2 <= min_frames <= max_frames, "
                           f"got {k['min_frames']}..{k['max_frames']}")
@@ -283,7 +287,10 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
             for n in range(count):
                 group, clip = first_group + n // CLIPS_PER_GROUP, 1 + n % CLIPS_PER_GROUP
                 clip_rng = np.random.default_rng([seed, label, group, clip])
+                cue_rng = np.random.default_rng([seed, label, group, 0])  # clip 0: the group's own
                 palette = None
+                if cue_rng.random() < k["scene_cue"]:
+                    palette = _palette(cue_rng, class_hues[label] + cue_rng.uniform(-0.05, 0.05))
                 if split == "train" and clip_rng.random() < k["appearance_bias"]:
                     palette = _palette(clip_rng, class_hues[label] + clip_rng.uniform(-0.02, 0.02))
                 length = int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1))

@@ -1,4 +1,4 @@
-"""Synthetic motion-defined dataset: layout, determinism, motion, appearance bias, damage."""
+"""Synthetic motion-defined dataset: layout, determinism, motion, appearance bias, scene cue, damage."""
 import json
 import re
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tgsemi.cli import main as cli
 from tgsemi.data.synth import MOTIONS, RECIPE, corrupt_files, make_dataset, recipe, render_clip
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import ConfigError, VideoReadError
@@ -131,8 +132,8 @@ def _test_accuracy_of_train_colours(root: Path) -> float:
 
 
 def test_scene_cue_ties_colour_to_class_on_test_too(tmp_path):
-    assert _test_accuracy_of_train_colours(make_dataset(tmp_path / "cue", "tiny", scene_cue=1.0,
-                                                        test_per_class=8)) >= 0.9
+    assert cli(["synth", str(tmp_path / "cue"), "--scene-cue", "1"]) == 0
+    assert _test_accuracy_of_train_colours(tmp_path / "cue") >= 0.9
     assert _test_accuracy_of_train_colours(make_dataset(tmp_path / "none", "tiny", test_per_class=8)) <= 0.5
 
 

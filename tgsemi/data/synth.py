@@ -13,7 +13,8 @@ RGB model can shortcut through the scene on train and fail on test, while the
 temporal gradient, blind to what does not move, cannot. ``scene_cue`` (also off)
 is the honest version of that bias: with that probability a *group*'s background
 takes its class's colours in both splits, so the scene predicts the action on test
-too, as on UCF-101, while motion still names the class everywhere. Clips of one group share
+too, as on UCF-101, while motion still names the class everywhere (where both are
+set, a biased train clip takes the bias's colours). Clips of one group share
 background texture, object shape, clutter and palette (UCF's groups share actor
 and scene), and train and test use disjoint groups.
 """

@@ -41,7 +41,7 @@ class SplitBatchNorm3d(nn.BatchNorm3d):
     clips 12x the standard deviation), and a labeled clip's statistics differ from those
     of a batch dominated by unlabeled ones. Normalised together, the clean clips train at
     a scale that the statistics used at test time do not reproduce. Running statistics
-    come from the first ``stats_rows`` rows (the weakly augmented clips) whatever the
+    come from the first ``stats_rows`` rows (the labeled and weakly augmented clips) whatever the
     grouping; parameters and buffers are those of a BatchNorm3d, so checkpoints do not
     depend on the option.
     """

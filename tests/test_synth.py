@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tgsemi.cli import main as cli
-from tgsemi.data.synth import MOTIONS, RECIPE, corrupt_files, make_dataset, recipe, render_clip
+from tgsemi.data.synth import MOTIONS, PRESETS, RECIPE, corrupt_files, make_dataset, recipe, render_clip
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import ConfigError, VideoReadError
 
@@ -93,6 +93,16 @@ def test_motion_is_visible_and_unchanged_by_horizontal_flip(motion):
         spin.append(np.median(steps[..., 1]))
     for signed in (np.array(horizontal), np.array(spin)):
         assert abs(signed.mean()) <= 0.2 * np.abs(signed).mean() + 1e-9
+
+
+@pytest.mark.parametrize("motion", PRESETS["demo"]["classes"])
+def test_object_stays_in_the_centre_crop(motion):
+    """Evaluation sees a centre square of 0.75 frame heights (synthetic_cpu: crop 48 of 64):
+    an object outside it for a whole clip would leave that clip without its class."""
+    w, h, t = 112, 84, PRESETS["demo"]["speed"] * np.arange(120.0)
+    for seed in range(100):
+        x, y = MOTIONS[motion](np.random.default_rng(seed), t, w, h)[..., :2].transpose(2, 0, 1)
+        assert np.all(np.abs(x - w / 2) < 0.375 * h) and np.all(np.abs(y - h / 2) < 0.375 * h)
 
 
 def _mean_colours(root: Path, paths: list[str]) -> np.ndarray:

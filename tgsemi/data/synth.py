@@ -70,7 +70,7 @@ def _linear(dx: float, dy: float) -> Motion:
         v = rng.uniform(0.012, 0.02) * h  # 1-2 px a frame at speed 1
         side = rng.choice([-1, 1]) if dx else 0  # sideways: left or right, flip-invariant
         # Wrap inside the central square that a centre crop keeps: wrapping at the frame's
-        # edges left the object out of the crop for whole clips (37 % of sideways clips).
+        # edges left it out of the crop for whole clips (demo: 37 % of sideways clips).
         x = _wrap(w / 2 + rng.uniform(-CENTRE, CENTRE) * h + side * v * t,
                   w / 2 - CENTRE * h, w / 2 + CENTRE * h)
         y = _wrap(h / 2 + rng.uniform(-CENTRE, CENTRE) * h + dy * v * t,
@@ -316,9 +316,9 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
 
 def recipe(preset: str, seed: int = 0, **knobs) -> dict:
     """What a dataset was made from, as ``make_dataset`` records it in ``RECIPE``: lets a
-    caller tell a data folder built by an older preset from a current one."""
-    k = {**PRESETS[preset], **knobs}
-    return json.loads(json.dumps({"preset": preset, "version": VERSION, "seed": seed, **k}))  # tuples -> lists, as read back
+    caller tell a data folder built by an older preset or ``VERSION`` from a current one."""
+    k = {"preset": preset, "version": VERSION, "seed": seed, **PRESETS[preset], **knobs}
+    return json.loads(json.dumps(k))  # tuples -> lists, as read back
 
 
 def _png_bytes(rng: np.random.Generator) -> bytes:

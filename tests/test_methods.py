@@ -38,6 +38,20 @@ def ref_pseudo(weak_rows, threshold):
     return labels, mask
 
 
+def ref_aligned_pseudo(weak_rows, threshold, other_ranks_p=()):
+    """Divide each softmax by the mean softmax over every rank's weak rows, renormalise."""
+    ps = [ref_softmax(row) for row in weak_rows]
+    everyone = list(other_ranks_p) + ps
+    mean = [sum(p[k] for p in everyone) / len(everyone) for k in range(K)]
+    labels, mask = [], []
+    for p in ps:
+        q = [p[k] / mean[k] for k in range(K)]
+        q = [v / sum(q) for v in q]
+        labels.append(max(range(K), key=q.__getitem__))
+        mask.append(max(q) >= threshold)
+    return labels, mask
+
+
 def ref_masked_ce(strong_rows, labels, mask):
     return sum(ref_ce(row, y) for row, y, m in zip(strong_rows, labels, mask) if m) / len(mask)
 
@@ -154,6 +168,31 @@ def test_fixmatch_unlabeled_loss_is_zero_during_warmup_but_mask_is_logged():
     assert diag["mask_rate"] == pytest.approx(0.5)
     sum(terms.values()).backward()
     assert out.logits.grad[3:].abs().sum() == 0  # unlabeled rows get no gradient
+
+
+def test_distribution_alignment_takes_confidence_from_the_class_the_batch_overpredicts():
+    weak = [one_hot_row(2, 3.0)] * 3 + [one_hot_row(5, 3.0)]
+    n_l, n_u = 2, len(weak)
+    out, b = stream(n_l, n_u, seed=6, weak=weak), batch(n_l, n_u)
+    z = rows(out.logits)
+    plain = LossConfig(threshold=0.1)
+    aligned = LossConfig(threshold=0.1, distribution_alignment=True)
+
+    _, diag = get_method("fixmatch").loss({"rgb": out}, b, plain, identity)
+    assert diag["mask_rate"] == 1.0
+    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, aligned, identity)
+    labels, mask = ref_aligned_pseudo(weak, 0.1)
+    assert mask == [False, False, False, True]  # class 2 fills 3 of 4 clips: its pseudo-labels go
+    assert diag["mask_rate"] == pytest.approx(1 / 4)
+    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
+
+    # the mean runs over every rank's clips: with another rank full of class 5, class 5 is the
+    # one overpredicted, and the pseudo-labels swap
+    other = torch.tensor([one_hot_row(5, 3.0)] * 4).softmax(dim=1)
+    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, aligned, lambda t: torch.cat([other, t]))
+    labels, mask = ref_aligned_pseudo(weak, 0.1, rows(other))
+    assert mask == [True, True, True, False]
+    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
 
 
 def test_fixmatch_pl_acc_is_nan_without_known_confident_labels():

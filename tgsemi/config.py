@@ -58,6 +58,7 @@ class ModelConfig(_Strict):
 
 class LossConfig(_Strict):
     threshold: float = Field(0.3, ge=0, le=1)
+    distribution_alignment: bool = False  # methods.base.pseudo_labels; not in SPEC
     unlabeled_weight: float = 1.0
     unlabeled_warmup_epochs: float = Field(30, ge=0)
     align_weight: float = 1.0

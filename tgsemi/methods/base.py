@@ -58,9 +58,20 @@ def only_stream(out: dict[str, StreamOutput]) -> StreamOutput:
     return next(iter(out.values()))
 
 
-def pseudo_labels(weak_logits: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
-    """Hard pseudo-labels and the confidence mask ``max softmax >= threshold``, without gradient."""
-    confidence, labels = weak_logits.detach().float().softmax(dim=1).max(dim=1)
+def pseudo_labels(weak_logits: Tensor, threshold: float, align: Gather | None = None) -> tuple[Tensor, Tensor]:
+    """Hard pseudo-labels and the confidence mask ``max p >= threshold``, without gradient.
+
+    ``p`` is the softmax; with ``align`` (a gather over ranks) it is first divided by its mean
+    over the global unlabeled batch and renormalised: distribution alignment toward a uniform
+    class prior (ReMixMatch's, from the batch instead of a running mean, so no state to
+    checkpoint). A weak network otherwise pseudo-labels most clips as the class it currently
+    favours and trains itself further into it.
+    """
+    p = weak_logits.detach().float().softmax(dim=1)
+    if align is not None:
+        p = p / align(p).mean(dim=0)
+        p = p / p.sum(dim=1, keepdim=True)
+    confidence, labels = p.max(dim=1)
     return labels, confidence >= threshold
 
 

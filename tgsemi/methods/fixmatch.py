@@ -13,7 +13,7 @@ from tgsemi.models.r3d import StreamOutput
 
 
 def fixmatch_terms(
-    streams: list[StreamOutput], batch: Batch, cfg: LossConfig
+    streams: list[StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
     """Supervised and pseudo-label losses, each averaged over ``streams``.
 
@@ -23,7 +23,7 @@ def fixmatch_terms(
     parts = [split(s.logits.float(), batch) for s in streams]
     sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / len(parts)
     weak = torch.stack([w for _, w, _ in parts]).mean(dim=0)
-    yhat, mask = pseudo_labels(weak, cfg.threshold)
+    yhat, mask = pseudo_labels(weak, cfg.threshold, gather if cfg.distribution_alignment else None)
     if batch.unlabeled_on and batch.n_u > 0:
         unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / len(parts)
     else:
@@ -38,7 +38,7 @@ def fixmatch_terms(
 def fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
-    return fixmatch_terms([only_stream(out)], batch, cfg)
+    return fixmatch_terms([only_stream(out)], batch, cfg, gather)
 
 
 FIXMATCH = Method("fixmatch", uses_unlabeled=True, needs_projection=False, loss=fixmatch_loss)

@@ -54,7 +54,7 @@ def tg_fixmatch_loss(
     if set(out) != {"rgb", "tg"}:
         raise ValueError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]
-    terms, stats = fixmatch_terms([rgb, tg], batch, cfg)
+    terms, stats = fixmatch_terms([rgb, tg], batch, cfg, gather)
     n = batch.n_l + batch.n_u
     terms["align"] = cfg.align_weight * alignment(rgb.features, tg.features, n, cfg.align_stages)
     terms["contrast"] = cfg.contrast_weight * cross_modal_contrast(

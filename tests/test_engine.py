@@ -10,6 +10,7 @@ import torch
 from tgsemi import checkpoint
 from tgsemi.cli import main as cli
 from tgsemi.config import load_config
+from tgsemi.demo import stale
 from tgsemi.engine import lr_at, train, train_step
 from tgsemi.errors import ConfigError
 from tgsemi.methods import Batch, get_method
@@ -37,6 +38,28 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path):
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(ln)]
     assert steps == sorted(set(steps)) and steps[-1] == 24  # no duplicated step after resuming
+
+
+def test_resuming_with_other_settings_is_an_error_that_names_them(tiny_root, tmp_path):
+    train(tiny_cfg(tiny_root, "train.max_steps=2"), tmp_path)
+    saved = (tmp_path / "config.yaml").read_text()
+    lr = tiny_cfg(tiny_root).train.lr
+    with pytest.raises(ConfigError) as err:
+        train(tiny_cfg(tiny_root, "train.max_steps=3", f"train.lr={2 * lr}", "train.epochs=3"), tmp_path)
+    assert f"train.epochs: 2.0 -> 3.0; train.lr: {lr} -> {2 * lr})" in str(err.value)  # max_steps may change
+    assert (tmp_path / "config.yaml").read_text() == saved  # the run folder still describes its weights
+    assert checkpoint.load(tmp_path)["position"]["step"] == 2
+
+
+def test_demo_tells_runs_made_with_other_settings_or_older_data(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    assert stale(run, tiny_cfg(tiny_root)) is None  # nothing trained yet
+    train(tiny_cfg(tiny_root, "train.max_steps=1"), run)
+    assert stale(run, tiny_cfg(tiny_root)) is None  # only how far it goes differs: resume it
+    assert "model.dropout: 0.0 -> 0.5" in stale(run, tiny_cfg(tiny_root, "model.dropout=0.5"))
+    last = run / "checkpoints" / "last.pt"
+    os.utime(last, (0, 0))  # trained before the data's recipe was written
+    assert "rebuilt" in stale(run, tiny_cfg(tiny_root))
 
 
 @pytest.mark.parametrize("method,modality", [("supervised", "rgb"), ("fixmatch", "rgb"), ("fixmatch", "tg")])

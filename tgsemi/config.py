@@ -214,5 +214,24 @@ def config_from_dict(values: dict) -> Config:
         raise ConfigError(_format_error(exc)) from None
 
 
+# What a run may change when it resumes: how it is watched, saved and evaluated and how far it
+# goes, never what a step computes (data items are seeded by index, so workers don't matter).
+RESUMABLE = ("train.max_steps", "train.progress", "train.log_every_steps", "train.ckpt_every_steps",
+             "train.keep_last", "data.num_workers", "eval")
+
+
+def config_changes(old: Config, new: Config, allowed: tuple[str, ...] = RESUMABLE) -> list[str]:
+    """``"key: old -> new"`` for each setting that differs, except keys under ``allowed``."""
+    def leaves(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = leaves(old.model_dump()), leaves(new.model_dump())
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in allowed)]
+
+
 def save_config(cfg: Config, path: Path) -> None:
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg.model_dump())))

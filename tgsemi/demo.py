@@ -8,9 +8,12 @@ few labels, teaches the RGB network to look at the motion too.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from tgsemi.config import load_config
+from tgsemi import checkpoint
+from tgsemi.config import Config, config_changes, config_from_dict, load_config
+from tgsemi.data.synth import RECIPE, make_dataset, recipe
 from tgsemi.engine import train
 from tgsemi.runs import eval_run, load_run
 
@@ -20,13 +23,28 @@ LABELS = {"supervised": "Supervised (RGB)", "fixmatch": "FixMatch (RGB)", "tg_fi
 
 def ensure_data(data_dir: Path, preset: str) -> Path:
     """Build the synthetic set unless ``data_dir`` already holds one made by the current preset."""
-    from tgsemi.data.synth import RECIPE, make_dataset, recipe
-
     made = data_dir / RECIPE
     if not made.exists() or json.loads(made.read_text()) != recipe(preset):
         print(f"building the synthetic {preset!r} dataset in {data_dir} ...")
         make_dataset(data_dir, preset=preset, seed=0)
     return data_dir
+
+
+def stale(run_dir: Path, cfg: Config) -> str | None:
+    """Why the demo's run in ``run_dir`` no longer matches what the demo trains (None if it does).
+
+    A run left by an older preset would make ``train`` refuse to resume; one trained on data
+    rebuilt since (``ensure_data``) would resume as if current.
+    """
+    last = run_dir / "checkpoints" / checkpoint.LAST
+    if not last.exists():
+        return None
+    changed = config_changes(config_from_dict(checkpoint.load(last)["config"]), cfg)
+    if changed:
+        return f"trained with other settings ({'; '.join(changed)})"
+    if last.stat().st_mtime < (Path(cfg.data.root) / RECIPE).stat().st_mtime:
+        return f"trained before {cfg.data.root} was rebuilt"
+    return None
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str | Path | None = None,
@@ -43,7 +61,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str |
     for seed in seeds or [0]:
         for method in METHODS:
             run_dir = out / f"{method}_seed{seed}"
-            train(load_config("synthetic_cpu", overrides + [f"method={method}", f"seed={seed}"]), run_dir)
+            cfg = load_config("synthetic_cpu", overrides + [f"method={method}", f"seed={seed}"])
+            if why := stale(run_dir, cfg):
+                print(f"{run_dir}: {why}; training it again")
+                shutil.rmtree(run_dir)  # the demo's own output: everything in it is remade
+            train(cfg, run_dir)
             run = load_run(run_dir)
             res = eval_run(run, "test", run.cfg.eval.clips, run.cfg.eval.crops, progress=True)
             (run_dir / "eval_test.json").write_text(json.dumps(res, indent=1))

@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tgsemi import checkpoint, distributed
-from tgsemi.config import Config, save_config
+from tgsemi.config import Config, config_changes, config_from_dict, save_config
 from tgsemi.data import bad_inputs
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.datasets import EpochSampler, EvalDataset, LabeledDataset, UnlabeledDataset
-from tgsemi.errors import NonFiniteLossError
+from tgsemi.errors import ConfigError, NonFiniteLossError
 from tgsemi.evaluate import autocast, evaluate, to_device
 from tgsemi.methods import Batch, Method, get_method
 from tgsemi.models import TwoStream, create_model
@@ -225,10 +225,15 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
         torch.set_num_threads(max(1, cores - cfg.data.num_workers))
     main = distributed.is_main()
     ckpt_dir = run_dir / "checkpoints"
+    resume = checkpoint.load(ckpt_dir / checkpoint.LAST) if (ckpt_dir / checkpoint.LAST).exists() else None
+    if resume is not None and (changed := config_changes(config_from_dict(resume["config"]), cfg)):
+        # resuming would mix two recipes in one set of weights, under the new config.yaml
+        raise ConfigError(f"{ckpt_dir / checkpoint.LAST} was trained with other settings ({'; '.join(changed)}): "
+                          f"run the same command to resume it, or give a new --out "
+                          f"(or delete {ckpt_dir} to train this run again)")
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-    resume = checkpoint.load(ckpt_dir / checkpoint.LAST) if (ckpt_dir / checkpoint.LAST).exists() else None
 
     torch.manual_seed(cfg.seed)
     method = get_method(cfg.method)

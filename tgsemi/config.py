@@ -220,8 +220,8 @@ RESUMABLE = ("train.max_steps", "train.progress", "train.log_every_steps", "trai
              "train.keep_last", "data.num_workers", "eval")
 
 
-def config_changes(old: Config, new: Config, allowed: tuple[str, ...] = RESUMABLE) -> list[str]:
-    """``"key: old -> new"`` for each setting that differs, except keys under ``allowed``."""
+def config_changes(old: Config, new: Config) -> list[str]:
+    """``"key: old -> new"`` for each setting that differs, except keys under ``RESUMABLE``."""
     def leaves(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():
@@ -230,7 +230,7 @@ def config_changes(old: Config, new: Config, allowed: tuple[str, ...] = RESUMABL
 
     a, b = leaves(old.model_dump()), leaves(new.model_dump())
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in allowed)]
+            if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUMABLE)]
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -7,7 +7,8 @@ import torch
 from torchvision.transforms import v2
 
 from tgsemi.data.annotations import Sample
-from tgsemi.data.datasets import UnlabeledDataset, load_rgb_tg
+from tgsemi.data import datasets
+from tgsemi.data.datasets import FrameCache, UnlabeledDataset, load_rgb_tg
 from tgsemi.data.sampling import train_clip_indices
 from tgsemi.data.synth import render_clip, write_video
 from tgsemi.data.transforms import MEAN, STD, WeakAug, normalize
@@ -73,6 +74,20 @@ def test_items_are_built_on_one_thread_and_the_count_is_restored(video):
     assert threads_seen == [1, 1]
     for key in ("rgb_w", "tg_w", "rgb_s", "tg_s"):
         assert torch.equal(one[key], two[key])
+
+
+def test_cached_videos_give_the_same_items_and_are_decoded_once(video, monkeypatch):
+    args = (video.parent, [Sample(video.name, 3)], 4, 3)
+    fresh = UnlabeledDataset(*args, resize=40, crop=32)
+    cached = UnlabeledDataset(*args, resize=40, crop=32, cache=FrameCache())
+    reads = []
+    read = datasets.read_frames
+    monkeypatch.setattr(datasets, "read_frames", lambda path, idx, *a: reads.append(len(idx)) or read(path, idx, *a))
+    for seed in (1, 2, 3):
+        a, b = fresh[(0, seed)], cached[(0, seed)]
+        for key in ("rgb_w", "tg_w", "rgb_s", "tg_s"):
+            assert torch.equal(a[key], b[key]), (seed, key)
+    assert reads.count(FRAMES) == 1 and len(reads) == 4  # the cache read all frames once; fresh read thrice
 
 
 def test_normalize_any_layout_and_batch_shape():

@@ -44,9 +44,17 @@ class DataConfig(_Strict):
     strong_ops_tg: list[RandAugmentOp] | None = None  # RandAugment ops for strong TG views; None: all
     backend: str | None = None
     num_workers: int = Field(2, ge=0)
+    cache_frames: bool = False  # keep training videos decoded in memory (datasets.FrameCache; num_workers=0)
     on_missing: Literal["error", "skip"] = "error"
     max_bad_fraction: float = Field(0.1, ge=0, le=1)
     allow_outside_root: bool = False
+
+    @model_validator(mode="after")
+    def _cache_in_process(self) -> "DataConfig":
+        if self.cache_frames and self.num_workers:
+            raise ValueError("cache_frames needs num_workers=0: each worker would fill its own copy "
+                             "and lose it when the worker ends")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -215,9 +223,10 @@ def config_from_dict(values: dict) -> Config:
 
 
 # What a run may change when it resumes: how it is watched, saved and evaluated and how far it
-# goes, never what a step computes (data items are seeded by index, so workers don't matter).
+# goes, never what a step computes (data items are seeded by index, so workers don't matter, and a
+# cached video gives the same items as a decoded one).
 RESUMABLE = ("train.max_steps", "train.progress", "train.log_every_steps", "train.ckpt_every_steps",
-             "train.keep_last", "data.num_workers", "eval")
+             "train.keep_last", "data.num_workers", "data.cache_frames", "eval")
 
 
 def config_changes(old: Config, new: Config) -> list[str]:

@@ -29,7 +29,7 @@ from tgsemi.config import Config, config_changes, config_from_dict, save_config
 from tgsemi.data import bad_inputs
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.build import Splits, build_splits
-from tgsemi.data.datasets import EpochSampler, EvalDataset, LabeledDataset, UnlabeledDataset
+from tgsemi.data.datasets import EpochSampler, EvalDataset, FrameCache, LabeledDataset, UnlabeledDataset
 from tgsemi.errors import ConfigError, NonFiniteLossError
 from tgsemi.evaluate import autocast, evaluate, to_device
 from tgsemi.methods import Batch, Method, get_method
@@ -77,7 +77,9 @@ class Loaders:
         common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
                       allow_outside_root=d.allow_outside_root)
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
-        train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area)
+        # one cache: the labeled videos are in the unlabeled pool too
+        train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area,
+                         cache=FrameCache() if d.cache_frames else None)
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
         self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_ops_tg=d.strong_ops_tg,
                                           **train_aug, **common)

@@ -30,27 +30,58 @@ MAX_REPLACEMENTS = 50
 
 def load_rgb_tg(path: Path, indices: np.ndarray, backend: str | None = None,
                 corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
-                short_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                short_side: int | None = None, cache: FrameCache | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames at ``indices`` and their TG (frame i minus raw frame i+1).
 
-    Decodes the union of ``{i, i+1}`` in one pass; ``corrupt`` (a test-time
-    corruption) sees those raw frames before the TG is taken. ``short_side``
-    resizes the frames as ``WeakAug``'s first step would (antialiased bilinear),
-    before the TG: resizing and TG are both linear, so this matches resizing the
-    TG up to rounding (at most 1 apart), and the TG then costs a few times less.
-    Returns two uint8 arrays of shape ``indices.shape + (H, W, 3)``.
+    Decodes the union of ``{i, i+1}`` in one pass (or takes it from ``cache``);
+    ``corrupt`` (a test-time corruption) sees those raw frames before the TG is
+    taken. ``short_side`` resizes the frames as ``WeakAug``'s first step would
+    (antialiased bilinear), before the TG: resizing and TG are both linear, so
+    this matches resizing the TG up to rounding (at most 1 apart), and the TG then
+    costs a few times less. Returns two uint8 arrays of shape ``indices.shape + (H, W, 3)``.
     """
     flat = indices.ravel()
     need = np.union1d(flat, flat + 1)
-    frames = read_frames(path, need, backend)
-    if corrupt is not None:
-        frames = corrupt(frames)
-    if short_side is not None:  # channels-last, where uint8 resizing is fastest
-        frames = F.resize(_to_tchw(frames), short_side, antialias=True).permute(0, 2, 3, 1).numpy()
+    if cache is not None and corrupt is None:  # a corruption needs the raw frames
+        frames = cache.video(path, backend, short_side)[need]
+    else:
+        frames = read_frames(path, need, backend)
+        if corrupt is not None:
+            frames = corrupt(frames)
+        frames = resize_frames(frames, short_side)
     cur, nxt = frames[np.searchsorted(need, flat)], frames[np.searchsorted(need, flat + 1)]
     tg = temporal_gradient(np.stack([cur, nxt]))[0]
     shape = indices.shape + cur.shape[1:]
     return cur.reshape(shape), tg.reshape(shape)
+
+
+def resize_frames(frames: np.ndarray, short_side: int | None) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 frames with their short side resized (each frame on its own)."""
+    if short_side is None:
+        return frames
+    # channels-last, where uint8 resizing is fastest
+    return F.resize(_to_tchw(frames), short_side, antialias=True).permute(0, 2, 3, 1).numpy()
+
+
+class FrameCache:
+    """Every frame of a video, decoded once and resized to the clips' short side.
+
+    On a small set that a CPU trains on for many epochs, decoding is a third of a
+    training step (docs/benchmarks.md); with this, each video is decoded once. It
+    lives in the process that builds the items, so it needs ``num_workers=0``
+    (a worker's copy would be thrown away with the worker). A whole video must
+    decode: a truncated file then fails at once, wherever its clips would fall.
+    """
+
+    def __init__(self) -> None:
+        self._videos: dict[tuple[Path, int | None], np.ndarray] = {}
+
+    def video(self, path: Path, backend: str | None, short_side: int | None) -> np.ndarray:
+        key = (path, short_side)
+        if key not in self._videos:
+            frames = read_frames(path, np.arange(num_frames(path, backend)), backend)
+            self._videos[key] = resize_frames(frames, short_side)
+        return self._videos[key]
 
 
 def _to_tchw(frames: np.ndarray) -> torch.Tensor:
@@ -100,11 +131,11 @@ class _ClipDataset(Dataset):
 
     def __init__(self, root: str | Path, samples: Sequence[Sample], clip_len: int, frame_interval: int,
                  backend: str | None = None, bad: BadInputs | None = None, allow_outside_root: bool = False,
-                 resize: int | None = None):
+                 resize: int | None = None, cache: FrameCache | None = None):
         self.root = Path(root)
         self.samples = list(samples)
         self.clip_len, self.frame_interval, self.backend, self.resize = clip_len, frame_interval, backend, resize
-        self.bad = bad or BadInputs()
+        self.bad, self.cache = bad or BadInputs(), cache
         self.paths = [resolve_path(self.root, s.path, allow_outside_root) for s in self.samples]
 
     def __len__(self) -> int:
@@ -113,12 +144,17 @@ class _ClipDataset(Dataset):
     def _frames(self, i: int, rng: np.random.Generator | None, num_clips: int,
                 corrupt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         path, sample = self.paths[i], self.samples[i]
-        n = sample.total_frames or num_frames(path, self.backend)
+        if sample.total_frames:
+            n = sample.total_frames
+        elif self.cache is not None:
+            n = len(self.cache.video(path, self.backend, self.resize))
+        else:
+            n = num_frames(path, self.backend)
         if rng is None:
             idx = test_clip_indices(n, self.clip_len, self.frame_interval, num_clips)
         else:
             idx = train_clip_indices(n, self.clip_len, self.frame_interval, num_clips, rng)
-        return load_rgb_tg(path, idx, self.backend, corrupt, self.resize)
+        return load_rgb_tg(path, idx, self.backend, corrupt, self.resize, self.cache)
 
     def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
         for _ in range(MAX_REPLACEMENTS):

@@ -21,7 +21,7 @@ MODES = {
     "quick": dict(preset="tiny", data="data/demo-quick", demo_runs="runs/demo-quick", config="synthetic_tiny",
                   fraction=0.5, steps=8),
     "full": dict(preset="demo", data="data/demo", demo_runs="runs/demo", config="synthetic_cpu",
-                 fraction=0.2, steps=None),
+                 fraction=0.1, steps=None),
 }
 
 

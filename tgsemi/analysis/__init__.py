@@ -53,14 +53,15 @@ def _data_key(ds) -> tuple:
 @torch.no_grad()
 def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
                   corruption: Callable[..., np.ndarray] | None = None, batch_size: int = 8,
-                  progress: bool = False, num_workers: int = 1, threads: int = 1) -> list[dict]:
+                  progress: bool = False, num_workers: int = 0, threads: int | None = None) -> list[dict]:
     """Per-video logits and pooled features (averaged over ``clips``) of each network.
 
     Networks whose runs read the same videos the same way share one pass over
-    the data. ``num_workers`` decode while the networks run on ``threads``
-    intra-op threads: on a busy 2-core machine a second OpenMP thread made a
-    pass over the demo test set 6x more expensive in CPU time (22 s against
-    3.4 s) and 6x slower. Returns, per view, ``evaluate.predict``'s dict:
+    the data. By default items are built in this process and the networks run
+    on its intra-op threads (``threads`` sets them): a DataLoader worker beside
+    two OpenMP threads oversubscribes a 2-core machine (a pass over the demo test
+    set cost 6x the CPU time), and one worker beside one thread made the demo's
+    report take 66 s against 58 s. Returns, per view, ``evaluate.predict``'s dict:
     logits, features, labels, ok.
     """
     groups: dict[tuple, list[int]] = {}
@@ -70,7 +71,7 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
         datasets.setdefault(_data_key(ds), ds)
         groups.setdefault(_data_key(ds), []).append(i)
     out: list[dict] = [{} for _ in views]
-    with intra_op_threads(threads):
+    with intra_op_threads(threads or torch.get_num_threads()):
         for key, members in groups.items():
             logits: dict[int, list] = {i: [] for i in members}
             pooled: dict[int, list] = {i: [] for i in members}

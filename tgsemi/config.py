@@ -53,7 +53,7 @@ class DataConfig(_Strict):
     def _cache_in_process(self) -> "DataConfig":
         if self.cache_frames and self.num_workers:
             raise ValueError("cache_frames needs num_workers=0: each worker would fill its own copy "
-                             "and lose it when the worker ends")
+                             "and lose it when the worker ends (set data.cache_frames=false to use workers)")
         return self
 
 

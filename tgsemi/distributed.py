@@ -55,6 +55,28 @@ def all_gather_with_grad(t: Tensor) -> Tensor:
     return _AllGatherWithGrad.apply(t)
 
 
+class _AllReduceWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        # every rank's loss depends on the sum, so each input's gradient is the sum over ranks
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_with_grad(t: Tensor) -> Tensor:
+    """Sum of ``t`` over all ranks, differentiably. Identity when not running distributed."""
+    if world_size() == 1:
+        return t
+    return _AllReduceWithGrad.apply(t)
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 

@@ -1,3 +1,5 @@
+import math
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -7,7 +9,12 @@ import torch
 from tgsemi.config import RandAugmentOp
 
 from tgsemi.data import sampling, transforms
-from tgsemi.data.transforms import MEAN, STD, StrongAug, WeakAug, normalize
+from tgsemi.data.transforms import (MEAN, REFERENCE_OPS, STD, ReferenceStrongAug, StrongAug, WeakAug,
+                                    apply_reference_op, normalize)
+
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference_aug_golden"
+needs_golden = pytest.mark.skipif(not (GOLDEN / "imgaug_level09.npz").is_file(),
+                                  reason="shared/reference_aug_golden is absent")
 
 
 def coordinate_clip(t: int = 4, h: int = 40, w: int = 60) -> torch.Tensor:
@@ -114,3 +121,238 @@ def test_test_indices_uniform_and_deterministic():
     assert (np.diff(idx[:, 0]) > 0).all()  # clips spread over the video
     assert idx.max() <= 198
     np.testing.assert_array_equal(idx, sampling.test_clip_indices(200, 8, 4, 10))
+
+
+# --- the reference strong augmentation (imgaug 0.4.0 at level 0.9) -------------------------
+
+GEOMETRIC = ["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"]
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    return dict(np.load(GOLDEN / "imgaug_level09.npz"))
+
+
+@pytest.fixture
+def one_thread():
+    """Thousands of small calls: one thread, as in a DataLoader worker, is several times faster
+    than two on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def as_clip(frame: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> a one-frame (1, C, H, W) clip."""
+    return torch.from_numpy(frame).permute(2, 0, 1)[None].contiguous()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+@needs_golden
+@pytest.mark.parametrize("name", [op for op in REFERENCE_OPS if op != "Cutout"])
+def test_reference_op_matches_imgaug(name, golden, record_property):
+    """Each op with sign +1 reproduces imgaug's own output on a real frame; interpolating ops to
+    30 dB over the whole image (borders included), lookup-table ops to one grey level."""
+    ours = apply_reference_op(as_clip(golden["frame"]), name, level=0.9, sign=1)[0].permute(1, 2, 0).numpy()
+    ref = golden[name]
+    quality, max_diff = psnr(ours, ref), int(np.abs(ours.astype(int) - ref).max())
+    record_property("psnr_db", quality)
+    record_property("max_abs_diff", max_diff)
+    print(f"{name}: PSNR {quality:.2f} dB, max |diff| {max_diff}")
+    if name in ("Posterize", "Solarize", "Invert", "Equalize", "Autocontrast"):
+        assert max_diff <= 1
+    else:
+        assert quality >= 30
+
+
+@needs_golden
+def test_reference_solarize_threshold_is_truncated(golden):
+    """imgaug's uint8 table cuts the threshold 230.4 to 230: the reference inverts 230 itself."""
+    frame, ref = golden["frame"], golden["Solarize"]
+    assert (frame == 230).any() and (ref[frame == 230] == 25).all()
+    assert (ref[frame == 229] == 229).all()
+
+
+@needs_golden
+def test_reference_cutout_matches_imgaug(golden, one_thread):
+    """imgaug centres the square uniformly over the image, so it may hang over an edge: the
+    golden's fraction (one random draw) must be one our Cutout produces, never above the full
+    18 % square, with the same grey, and on average the clipped area of a uniform centre."""
+    frame = as_clip(golden["frame"])
+    fill = torch.from_numpy(golden["Cutout_fill"].reshape(-1))
+    torch.manual_seed(0)
+    aug = ReferenceStrongAug(ops=["Cutout"])
+    fractions = []
+    for _ in range(500):
+        out = aug(frame)
+        changed = (out != frame).any(dim=1)[0]
+        fractions.append(float(changed.float().mean()))
+        assert (out[0][:, changed] == fill[:, None]).all()
+    fractions = np.array(fractions)
+    side = 0.18 * 224
+    assert fractions.max() <= (math.ceil(side) / 224) ** 2
+    assert np.abs(fractions - float(golden["Cutout_fraction"])).min() < 1e-3
+    expected_mean = ((side - side ** 2 / (4 * 224)) / 224) ** 2  # E[covered length] per axis, squared
+    assert abs(fractions.mean() - expected_mean) < 0.05 * expected_mean
+
+
+@needs_golden
+def test_reference_aug_change_distribution(golden, one_thread):
+    """Mean |output - input| per pixel of the whole transform over 2000 draws matches imgaug's."""
+    frame = as_clip(golden["frame"])
+    ref = golden["someof_mean_abs_change"]
+    torch.manual_seed(0)
+    aug = ReferenceStrongAug()
+    changes = np.array([float((aug(frame).float() - frame.float()).abs().mean()) for _ in range(2000)])
+    print(f"mean |change| {changes.mean():.1f} (imgaug {ref.mean():.1f}), "
+          f"median {np.median(changes):.1f} (imgaug {np.median(ref):.1f})")
+    assert abs(changes.mean() - ref.mean()) <= 0.15 * ref.mean()
+    assert abs(np.median(changes) - np.median(ref)) <= 0.15 * np.median(ref)
+
+
+def test_reference_rotate_moves_a_pixel_clockwise():
+    """27 degrees about the centre (32, 32); imgaug's positive angle turns clockwise on screen
+    (y down), so (+20, 0) from the centre lands at 20 * (cos 27, sin 27)."""
+    img = torch.zeros(1, 1, 65, 65, dtype=torch.uint8)
+    img[..., 32, 52] = 255
+    for sign in (1, -1):
+        out = apply_reference_op(img, "Rotate", 0.9, sign)[0, 0].double()
+        want = (32 + 20 * math.cos(math.radians(27)), 32 + sign * 20 * math.sin(math.radians(27)))
+        ys, xs = torch.meshgrid(torch.arange(65.0, dtype=torch.float64), torch.arange(65.0, dtype=torch.float64),
+                                indexing="ij")
+        centroid = (float((out * xs).sum() / out.sum()), float((out * ys).sum() / out.sum()))
+        assert math.dist(centroid, want) < 0.3
+        y, x = divmod(int(out.argmax()), 65)
+        assert (x, y) == (round(want[0]), round(want[1]))
+
+
+def all_values_clip() -> torch.Tensor:
+    return torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(2, 3, 16, 16).clone()
+
+
+def test_reference_posterize_keeps_top_three_bits():
+    clip = all_values_clip()
+    out = apply_reference_op(clip, "Posterize", 0.9)
+    torch.testing.assert_close(out, clip & 0b11100000)
+
+
+def test_reference_solarize_inverts_from_230():
+    clip = all_values_clip()
+    out = apply_reference_op(clip, "Solarize", 0.9)
+    torch.testing.assert_close(out, torch.where(clip >= 230, 255 - clip, clip))
+
+
+def test_reference_cutout_square_is_18_percent_of_the_side():
+    clip = torch.randint(0, 128, (3, 3, 200, 300), dtype=torch.uint8)  # never the grey 128
+    out = apply_reference_op(clip, "Cutout", 0.9, centre=(0.5, 0.5))
+    changed = (out != clip).any(dim=1)
+    rows, cols = changed[0].any(dim=1).nonzero(), changed[0].any(dim=0).nonzero()
+    assert len(rows) == len(cols) == 36  # a square of 0.18 x the height, also on a wide image
+    assert int(changed[0].sum()) == 36 * 36 and (out[:, :, changed[0]] == 128).all()
+    assert (changed == changed[:1]).all()  # the same square in every frame
+
+
+def test_reference_aug_same_draw_for_every_frame():
+    torch.manual_seed(5)
+    clip = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    clip[:] = clip[0]
+    for fill in (0, transforms.TG_NEUTRAL):
+        aug = ReferenceStrongAug(fill=fill)
+        for _ in range(40):
+            out = aug(clip)
+            assert out.shape == clip.shape and out.dtype == torch.uint8
+            torch.testing.assert_close(out, out[:1].expand_as(out))
+
+
+def test_reference_image_statistics_are_per_frame():
+    """Equalize, Autocontrast and Contrast on a clip give what each frame alone would get."""
+    torch.manual_seed(12)
+    clip = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8)
+    clip[1] = clip[1] // 3 + 40  # frames with different ranges and means
+    clip[2] = clip[2] // 2
+    for name in ("Equalize", "Autocontrast", "EnhanceContrast"):
+        alone = torch.cat([apply_reference_op(frame[None], name) for frame in clip])
+        torch.testing.assert_close(apply_reference_op(clip, name), alone)
+
+
+def test_reference_aug_draws_independently_per_call():
+    """The RGB and the TG view are two calls: they get their own ops, signs and positions."""
+    torch.manual_seed(6)
+    clip = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    aug = ReferenceStrongAug()
+    pairs = [(aug(clip), aug(clip)) for _ in range(20)]
+    assert sum(not torch.equal(a, b) for a, b in pairs) >= 15
+    drawn = [tuple(name for name, _, _ in aug.draw()) for _ in range(300)]
+    assert all(len(set(d)) == 2 for d in drawn)  # two distinct ops
+    assert len(set(drawn)) > 60 and {name for d in drawn for name in d} == set(REFERENCE_OPS)
+    assert all(REFERENCE_OPS.index(a) < REFERENCE_OPS.index(b) for a, b in drawn)
+
+
+def test_reference_aug_applies_ops_in_table_order():
+    """Posterize comes before Invert in the table, whatever order ``ops`` lists them in."""
+    torch.manual_seed(7)
+    clip = all_values_clip()
+    aug = ReferenceStrongAug(ops=["Invert", "Posterize"])
+    assert not torch.equal(255 - (clip & 0b11100000), (255 - clip) & 0b11100000)  # the order shows
+    for _ in range(10):
+        torch.testing.assert_close(aug(clip), 255 - (clip & 0b11100000))
+
+
+def test_reference_aug_single_op_subset():
+    torch.manual_seed(8)
+    clip = all_values_clip()
+    for _ in range(3):
+        torch.testing.assert_close(ReferenceStrongAug(ops=["Invert"])(clip), 255 - clip)
+    for bad in (["Identity"], [], ["Invert", "Brightness"]):
+        with pytest.raises(ValueError, match="ShearX"):
+            ReferenceStrongAug(ops=bad)
+
+
+def test_reference_aug_reproducible_under_manual_seed():
+    clip = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    aug = ReferenceStrongAug()
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(9)
+        outs.append([aug(clip) for _ in range(5)])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b)
+
+
+def test_reference_level_zero_is_identity_for_geometry_and_cutout():
+    torch.manual_seed(10)
+    clip = torch.randint(0, 256, (3, 3, 24, 40), dtype=torch.uint8)
+    for name in [*GEOMETRIC, "Cutout"]:
+        for sign in (1, -1):
+            for fill in (0, transforms.TG_NEUTRAL):
+                torch.testing.assert_close(apply_reference_op(clip, name, 0.0, sign, fill, (0.3, 0.6)), clip)
+    aug = ReferenceStrongAug(level=0.0, ops=[*GEOMETRIC, "Cutout"])
+    for _ in range(10):
+        torch.testing.assert_close(aug(clip), clip)
+    with pytest.raises(ValueError, match="level"):
+        ReferenceStrongAug(level=1.5)
+
+
+def test_reference_geometry_fill_blends_edges_once():
+    """The pixel half over the edge mixes image and fill by its share once, as imgaug (cv2)
+    does: TranslateX moves a 224-wide image by 40.32 px, so column 40 reads x = -0.32."""
+    clip = torch.full((1, 3, 8, 224), 200, dtype=torch.uint8)
+    for fill in (0, transforms.TG_NEUTRAL):
+        out = apply_reference_op(clip, "TranslateX", 0.9, 1, fill)[0, 0, 4]
+        assert int(out[39]) == fill and int(out[41]) == 200
+        assert int(out[40]) == round(0.68 * 200 + 0.32 * fill)
+
+
+def test_reference_tg_fill_keeps_a_still_clip_still():
+    torch.manual_seed(11)
+    still = torch.full((4, 3, 24, 24), transforms.TG_NEUTRAL, dtype=torch.uint8)
+    neutral = ReferenceStrongAug(fill=transforms.TG_NEUTRAL, ops=GEOMETRIC)
+    black = ReferenceStrongAug(ops=GEOMETRIC)
+    for _ in range(5):
+        assert (neutral(still) == transforms.TG_NEUTRAL).all()
+    assert all((black(still) == 0).any() for _ in range(5))

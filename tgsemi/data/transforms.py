@@ -64,6 +64,125 @@ class StrongAug:
         return self.t(clip)
 
 
+# The reference's strong augmentation: imgaug 0.4.0 ``SomeOf(2)`` of these ops, in this order
+# (shared/reference_recipe.md, "Strong augmentation").
+REFERENCE_OPS: tuple[str, ...] = (
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "EnhanceColor",
+    "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
+)
+CUTOUT_FILL = 128  # imgaug Cutout's default grey, whatever the geometric fill
+
+
+def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: int = 1, fill: int = 0,
+                       centre: tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+    """One op of ``REFERENCE_OPS`` on a uint8 ``(..., C, H, W)`` clip, every frame alike, as
+    imgaug 0.4.0 does it at magnitude ``level`` (0..1); checked against imgaug's own outputs
+    (shared/reference_aug_golden). ``sign`` (+1/-1) is the direction of shear, translate and
+    rotate; ``centre`` is the cutout square's centre as fractions of (width, height).
+
+    Conventions found on the goldens: imgaug's positive rotation is clockwise on screen, which is
+    ``F.affine``'s positive ``angle``; positive ShearX and translations agree too, ShearY has the
+    opposite sign in ``F.affine``. Both centre affine maps on ((W - 1) / 2, (H - 1) / 2).
+    Statistics (contrast mean, autocontrast range, equalize histogram) are per frame, as imgaug
+    applying one deterministic augmenter to each frame computes them.
+    """
+    if name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
+        h, w = clip.shape[-2:]
+        shear = sign * 17.19 * level
+        move = sign * 0.2 * level
+        angle, translate, shears = 0.0, [0.0, 0.0], [0.0, 0.0]
+        if name == "ShearX":
+            shears = [shear, 0.0]
+        elif name == "ShearY":
+            shears = [0.0, -shear]
+        elif name == "TranslateX":
+            translate = [move * w, 0.0]  # sub-pixel, as imgaug's percent translation
+        elif name == "TranslateY":
+            translate = [0.0, move * h]
+        else:
+            angle = sign * 30.0 * level
+        # F.affine's own ``fill`` weights an edge pixel's in-image share twice, imgaug's cv2 once
+        # (whole-image PSNR 45 instead of 63 dB on the goldens); zero padding blends once, so we
+        # shift ``fill`` to 0 instead.
+        kw = dict(angle=angle, translate=translate, scale=1.0, shear=shears,
+                  interpolation=F.InterpolationMode.BILINEAR, fill=None)
+        if fill == 0:
+            return F.affine(clip, **kw)
+        moved = F.affine(clip.float() - fill, **kw)
+        return moved.add_(fill).round_().clamp_(0, 255).to(clip.dtype)
+    if name == "Posterize":
+        return F.posterize(clip, max(1, int(4 * level)))
+    if name == "Solarize":
+        # imgaug's uint8 lookup table truncates the threshold: 256 * 0.9 = 230.4 inverts 230 and up
+        threshold = int(256 * level)
+        return clip if threshold > 255 else F.solarize(clip, threshold)
+    factor = 1.8 * level + 0.1  # PIL ImageEnhance: 1 keeps the image, 0 gives the degenerate one
+    if name == "EnhanceColor":
+        return F.adjust_saturation(clip, factor)
+    if name == "EnhanceContrast":
+        return F.adjust_contrast(clip, factor)
+    if name == "EnhanceBrightness":
+        return F.adjust_brightness(clip, factor)
+    if name == "EnhanceSharpness":
+        return F.adjust_sharpness(clip, factor)
+    if name == "Autocontrast":
+        return F.autocontrast(clip)
+    if name == "Equalize":
+        return F.equalize(clip)
+    if name == "Invert":
+        return F.invert(clip)
+    if name == "Cutout":
+        # imgaug: the centre is uniform over the image, so the square may hang over an edge and be
+        # clipped; "squared" takes the side from the height; corners are truncated with int().
+        h, w = clip.shape[-2:]
+        half = 0.2 * level * h / 2
+        x, y = centre[0] * w, centre[1] * h
+        x1, x2 = (min(max(int(v), 0), w) for v in (x - half, x + half))
+        y1, y2 = (min(max(int(v), 0), h) for v in (y - half, y + half))
+        if x2 <= x1 or y2 <= y1:
+            return clip
+        return F.erase(clip, y1, x1, y2 - y1, x2 - x1, torch.tensor(CUTOUT_FILL, dtype=clip.dtype))
+    raise ValueError(f"unknown op {name!r}; valid: {list(REFERENCE_OPS)}")
+
+
+class ReferenceStrongAug:
+    """The reference's strong augmentation: 2 distinct ops of ``REFERENCE_OPS`` (``ops``: a
+    subset), applied in the table's order (imgaug ``SomeOf(2, random_order=False)``), with one
+    draw for the whole clip. ``fill`` is what geometric ops leave where the image moved away
+    (0 as imgaug; 127 for TG clips). Randomness comes from torch's global CPU RNG.
+
+    Level 0 is the identity for ShearX/Y, TranslateX/Y, Rotate and Cutout only: the enhance
+    factor 1.8 * level + 0.1 is then 0.1 (identity is 1, at level 0.5), Posterize keeps 1 bit
+    and Solarize (threshold 0) inverts everything; Autocontrast, Equalize and Invert have no
+    magnitude.
+
+    The sign of shear, translate and rotate is drawn per call and per op. The reference draws it
+    once, when the pipeline is built (``random.choice([-1, 1])`` in ``default_transforms()``), so
+    one run only ever shears/translates/rotates one way: a quirk we do not copy.
+    """
+
+    def __init__(self, level: float = 0.9, fill: int = 0, ops: Sequence[str] | None = None):
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"level must be in [0, 1], got {level}")
+        if ops is not None and (not ops or set(ops) - set(REFERENCE_OPS)):
+            raise ValueError(f"reference ops must be a non-empty subset of {list(REFERENCE_OPS)}, got {list(ops)}")
+        self.level, self.fill = level, fill
+        self.ops = REFERENCE_OPS if ops is None else tuple(op for op in REFERENCE_OPS if op in ops)
+
+    def draw(self) -> list[tuple[str, int, tuple[float, float]]]:
+        """The ops of one call in the table's order, each with its sign and cutout centre."""
+        k = min(2, len(self.ops))
+        picked = sorted(torch.randperm(len(self.ops))[:k].tolist())
+        signs = (torch.randint(0, 2, (k,)) * 2 - 1).tolist()
+        centres = torch.rand(k, 2).tolist()
+        return [(self.ops[i], s, (c[0], c[1])) for i, s, c in zip(picked, signs, centres)]
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        for name, sign, centre in self.draw():
+            clip = apply_reference_op(clip, name, self.level, sign, self.fill, centre)
+        return clip
+
+
 def test_crops(clip: torch.Tensor, resize: int, crop: int, num_crops: int) -> torch.Tensor:
     """``(num_crops, T, C, crop, crop)``: centre crop, or three crops spread
     along the long side (left/centre/right or top/centre/bottom)."""

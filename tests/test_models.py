@@ -2,6 +2,7 @@ from typing import get_args
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.models.video import r3d_18
 
 from tgsemi.config import ModelConfig, TrainConfig
@@ -13,32 +14,111 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_stage_shapes_match_table4_at_width_64():
-    model = R3D18(num_classes=101, projection_dim=None).eval()
+@pytest.mark.parametrize("layout,size,shapes", [
+    ("table4", 112, [(64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]),
+    # MMAction2 ResNet3d: the 1x3x3 max-pool halves H, W after the stem, the 2x1x1 pool halves T after layer1
+    ("mmaction", 224, [(64, 4, 56, 56), (128, 2, 28, 28), (256, 1, 14, 14), (512, 1, 7, 7)]),
+])
+def test_stage_shapes_at_width_64(layout, size, shapes):
+    model = R3D18(num_classes=101, projection_dim=None, layout=layout).eval()
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 8, 112, 112))
-    shapes = [tuple(f.shape[1:]) for f in out.features]
-    assert shapes == [(64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]
+        out = model(torch.randn(1, 3, 8, size, size))
+    assert [tuple(f.shape[1:]) for f in out.features] == shapes
     assert out.pooled.shape == (1, 512) and out.logits.shape == (1, 101)
     assert out.projection is None
 
 
-def test_parameters_and_weights_match_torchvision_r3d18():
-    ours = R3D18(num_classes=101, projection_dim=None).eval()
+def test_mmaction_pools_sit_after_the_stem_relu_and_after_layer1():
+    torch.manual_seed(0)
+    table4 = R3D18(num_classes=5, width=8, projection_dim=None).eval()
+    mma = R3D18(num_classes=5, width=8, projection_dim=None, layout="mmaction").eval()
+    mma.load_state_dict(table4.state_dict())  # strict: the pools add no parameters
+    x = torch.randn(2, 3, 6, 40, 40)
+    with torch.no_grad():
+        got = mma(x).features
+        x = F.max_pool3d(table4.stem(x), (1, 3, 3), (1, 2, 2), (0, 1, 1))
+        want = [F.max_pool3d(table4.layer1(x), (2, 1, 1), (2, 1, 1))]
+        for stage in (table4.layer2, table4.layer3, table4.layer4):
+            want.append(stage(want[-1]))
+    assert [tuple(f.shape[2:]) for f in got] == [(3, 10, 10), (2, 5, 5), (1, 3, 3), (1, 2, 2)]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("layout", ["table4", "mmaction"])
+def test_parameters_and_weights_match_torchvision_r3d18(layout):
+    ours = R3D18(num_classes=101, projection_dim=None, layout=layout).eval()
     ref = r3d_18(weights=None, num_classes=101).eval()
     assert n_params(ours) == n_params(ref)
     ours.load_state_dict(ref.state_dict())  # strict: same names and shapes
-    x = torch.randn(2, 3, 4, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x).logits, ref(x), rtol=1e-4, atol=1e-5)
+    if layout == "table4":  # same network: same outputs
+        x = torch.randn(2, 3, 4, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x).logits, ref(x), rtol=1e-4, atol=1e-5)
 
 
-def test_width_16_projection_and_backward():
-    model = R3D18(num_classes=7, width=16, projection_dim=32)
+def test_layouts_share_parameter_names_and_count():
+    nets = [R3D18(num_classes=101, projection_dim=512, layout=layout) for layout in ("table4", "mmaction")]
+    assert n_params(nets[0]) == n_params(nets[1]) > 0
+    assert {k: v.shape for k, v in nets[0].state_dict().items()} == {k: v.shape for k, v in nets[1].state_dict().items()}
+    assert ModelConfig().layout == "table4"
+    with pytest.raises(ValueError, match="layout"):
+        R3D18(num_classes=3, width=4, layout="torchvision")
+
+
+def _bns(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_bn_eps_and_momentum_reach_every_backbone_batchnorm_and_not_the_projection_head():
+    cfg = ModelConfig(width=4, projection_dim=8, bn_eps=1e-3, bn_momentum=0.05, layout="mmaction")
+    model = create_model(cfg, num_classes=6, streams=("rgb", "tg"), projection=True)
+    heads = [m for net in model.nets.values() for m in _bns(net.projector)]
+    backbone = [m for m in _bns(model) if all(m is not h for h in heads)]
+    # per network: stem 1, layer1 4, layers 2-4 5 each (with the shortcut's); projection head 3
+    assert len(backbone) == 2 * (1 + 4 + 3 * 5) and len(heads) == 2 * 3
+    assert all(m.eps == 1e-3 and m.momentum == 0.05 for m in backbone)
+    assert all(m.eps == 1e-5 and m.momentum == 0.1 for m in heads)  # the authors' heads: mmcv's default
+    assert all(net.layout == "mmaction" for net in model.nets.values())
+    default = _bns(R3D18(num_classes=6, width=4, projection_dim=8))
+    assert all(m.eps == 1e-5 and m.momentum == 0.1 for m in default)  # PyTorch's defaults, as before
+    # the momentum is the one the running statistics move with
+    net = model.nets["rgb"]
+    stem_bn = net.stem[1]
+    seen = []
+    stem_bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().clone()))
+    net(torch.randn(4, 3, 4, 32, 32), n_project=4)
+    torch.testing.assert_close(stem_bn.running_mean, 0.05 * seen[0].mean((0, 2, 3, 4)))
+
+
+def test_projection_init_std():
+    kw = dict(num_classes=6, width=16, projection_dim=128)
+    torch.manual_seed(0)
+    ref = R3D18(**kw, projection_init_std=0.01)
+    linears = [m for m in ref.projector.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 and all(m.bias is None for m in linears)  # as the authors': no biases
+    for m in linears:
+        assert abs(m.weight.std().item() - 0.01) < 5e-4 and abs(m.weight.mean().item()) < 5e-4
+    assert abs(ref.fc.weight.std().item() - 0.01) < 1e-3  # the classifier: N(0, 0.01) either way
+    torch.manual_seed(0)
+    default = R3D18(**kw)  # PyTorch's Linear init: U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in) = 0.051
+    for m in (m for m in default.projector.modules() if isinstance(m, torch.nn.Linear)):
+        bound = m.in_features ** -0.5
+        assert m.weight.abs().max() <= bound and abs(m.weight.std().item() - bound / 3 ** 0.5) < 2e-3
+    # only the projection head is drawn differently
+    same = [k for k in ref.state_dict() if not k.startswith("projector.")]
+    assert all(torch.equal(ref.state_dict()[k], default.state_dict()[k]) for k in same)
+    model = create_model(ModelConfig(width=4, projection_dim=64, projection_init_std=0.02), 6, ("rgb",), True)
+    assert abs(model.nets["rgb"].projector[0].weight.std().item() - 0.02) < 2e-3
+
+
+@pytest.mark.parametrize("layout,last", [("table4", (1, 2, 2)), ("mmaction", (1, 1, 1))])
+def test_width_16_projection_and_backward(layout, last):
+    model = R3D18(num_classes=7, width=16, projection_dim=32, layout=layout)
     x = torch.randn(4, 3, 8, 32, 32)
     out = model(x, n_project=3)
     assert [f.shape[1] for f in out.features] == [16, 32, 64, 128]
-    assert out.features[-1].shape[2:] == (1, 2, 2)
+    assert out.features[-1].shape[2:] == last
     assert out.pooled.shape == (4, 128) and out.logits.shape == (4, 7)
     assert out.projection.shape == (3, 32)
     # final BN has no affine parameters: the projection is standardised per dimension
@@ -131,7 +211,7 @@ def test_split_batchnorm_normalises_each_group_apart(groups):
     torch.testing.assert_close(split.running_mean, plain.running_mean)
     torch.testing.assert_close(split.running_var, plain.running_var)
     assert split.num_batches_tracked == plain.num_batches_tracked == 1
-    together = split(x)  # outside the block: one batch, as SPEC.md says
+    together = split(x)  # outside the block: one batch, as the paper does
     torch.testing.assert_close(together, _normalised(x, split))
     split.eval()
     plain.load_state_dict(split.state_dict())

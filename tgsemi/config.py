@@ -7,7 +7,7 @@ choices, the valid values) instead of hours into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from omegaconf import OmegaConf
@@ -20,6 +20,10 @@ PRESET_DIR = Path(__file__).parent / "configs"
 RandAugmentOp = Literal[  # torchvision's RandAugment ops (tests check the two lists agree)
     "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
     "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
+]
+ReferenceOp = Literal[  # the reference's 15 strong ops (transforms.REFERENCE_OPS; tests check they agree)
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "EnhanceColor",
+    "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
 ]
 
 
@@ -41,13 +45,30 @@ class DataConfig(_Strict):
     resize: int = Field(128, ge=8)  # short side before cropping
     crop: int = Field(112, ge=8)
     crop_area: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range
-    strong_ops_tg: list[RandAugmentOp] | None = None  # RandAugment ops for strong TG views; None: all
+    # strong views: the authors' 2 of 15 ops at `strong_level` (docs/method.md section 4), or
+    # torchvision's RandAugment(2, 9) plus a cutout. Defaults throughout keep what runs saved before
+    # an option existed computed; the paper presets set the reference's values.
+    strong_aug: Literal["reference", "randaugment"] = "randaugment"
+    strong_level: float = Field(0.9, ge=0, le=1)  # reference ops only
+    strong_ops_tg: list[RandAugmentOp | ReferenceOp] | None = None  # ops for strong TG views; None: all
+    # what geometric strong ops leave uncovered in a TG clip: 127 is "no motion", 0 the reference's
+    # imgaug default (it augments TG images like RGB ones)
+    tg_fill: int = Field(127, ge=0, le=255)
     backend: str | None = None
     num_workers: int = Field(2, ge=0)
     cache_frames: bool = False  # keep training videos decoded in memory (datasets.FrameCache; num_workers=0)
     on_missing: Literal["error", "skip"] = "error"
     max_bad_fraction: float = Field(0.1, ge=0, le=1)
     allow_outside_root: bool = False
+
+    @model_validator(mode="after")
+    def _tg_ops_of_the_chosen_aug(self) -> "DataConfig":
+        valid = get_args(ReferenceOp if self.strong_aug == "reference" else RandAugmentOp)
+        bad = [op for op in self.strong_ops_tg or [] if op not in valid]
+        if bad or self.strong_ops_tg == []:
+            raise ValueError(f"strong_ops_tg must be a non-empty subset of the {self.strong_aug} ops "
+                             f"{list(valid)}, got {self.strong_ops_tg}")
+        return self
 
     @model_validator(mode="after")
     def _cache_in_process(self) -> "DataConfig":
@@ -62,11 +83,20 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.5, ge=0, lt=1)
     projection_dim: int = Field(512, ge=1)
     modality: Literal["rgb", "tg"] = "rgb"  # stream of single-stream methods
+    # table4: supplement Table 4 (no max-pool, for 112 crops); mmaction: the authors' ResNet3d
+    # (1x3x3 max-pool after the stem, 2x1x1 temporal max-pool after layer1, for 224 crops)
+    layout: Literal["mmaction", "table4"] = "table4"
+    # every BatchNorm, backbone and projection head (the authors': eps 1e-3 in the backbones but
+    # mmcv's 1e-5 in the projection heads, momentum 0.1 in both)
+    bn_eps: float = Field(1e-5, gt=0)
+    bn_momentum: float = Field(0.1, ge=0, le=1)
+    # None: PyTorch's default Linear init in the projection head; the authors': N(0, 0.01)
+    projection_init_std: float | None = Field(None, gt=0)
 
 
 class LossConfig(_Strict):
     threshold: float = Field(0.3, ge=0, le=1)
-    distribution_alignment: bool = False  # methods.base.pseudo_labels; not in SPEC
+    distribution_alignment: bool = False  # methods.base.pseudo_labels; not in the paper's recipe
     unlabeled_weight: float = 1.0
     unlabeled_warmup_epochs: float = Field(30, ge=0)
     align_weight: float = 1.0
@@ -93,15 +123,22 @@ class TrainConfig(_Strict):
     weight_decay: float = 1e-4
     clip_grad_norm: float | None = 40.0
     warmup_epochs: float = Field(30, ge=0)
+    # warmup_cosine: linear warm-up from 0.1x, then cosine over the remaining steps, per step;
+    # mmcv_cosine: the reference's (mmcv CosineAnnealing by epoch over all epochs, linear warm-up factor)
+    lr_schedule: Literal["warmup_cosine", "mmcv_cosine"] = "warmup_cosine"
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: bool = True
     compile: bool = False
-    sync_bn: bool = False
-    # clips normalised apart in BatchNorm (models.r3d.bn_groups); SPEC: one batch for all
+    sync_bn: bool = False  # SyncBatchNorm whenever more than one process runs
+    # clips normalised apart in BatchNorm (models.r3d.bn_groups); the paper: one batch for all
     split_bn: Literal["none", "strong", "labeled", "views"] = "none"
     precise_bn_batches: int = Field(200, ge=0)
+    # BN statistics recomputed before each validation from `labeled` clips with training augmentation,
+    # or (the reference) from the whole `train` split through the validation pipeline (centre crop)
+    precise_bn_data: Literal["labeled", "train"] = "labeled"
     eval_every_epochs: float = Field(5, gt=0)
     ckpt_every_steps: int = Field(500, ge=1)
+    ckpt_every_epochs: int | None = Field(None, ge=1)  # also at the end of every N epochs (the reference: 5)
     keep_last: int = Field(3, ge=1)
     log_every_steps: int = Field(10, ge=1)
     on_nonfinite: Literal["stop", "skip"] = "stop"
@@ -124,6 +161,9 @@ class TrainConfig(_Strict):
 class EvalConfig(_Strict):
     clips: int = Field(10, ge=1)
     crops: Literal[1, 3] = 3
+    # side of the three test crops (None: data.crop; the reference: 256); one crop is always the
+    # validation pipeline's centre data.crop
+    crop: int | None = Field(None, ge=8)
     batch_size: int = Field(8, ge=1)
 
 

@@ -1,13 +1,17 @@
-"""R3D-18: the 3D ResNet-18 of supplement Table 4, with a width option and the method's heads.
+"""R3D-18 with a width option and the method's heads, in two layouts.
 
-Layer names follow torchvision's ``r3d_18`` (``stem``, ``layer1``..``layer4``, ``fc``), so at
-width 64 a torchvision state_dict (e.g. its Kinetics-400 weights) loads into the backbone.
+``table4`` is supplement Table 4's network (no max-pool); ``mmaction`` is the one the authors'
+code ran (MMAction2 ``ResNet3d`` depth 18: a 1x3x3 max-pool after the stem and a 2x1x1 temporal
+max-pool after layer1). The pools have no parameters, so both layouts have the same parameters
+under the same names. Layer names follow torchvision's ``r3d_18`` (``stem``, ``layer1``..``layer4``,
+``fc``), so at width 64 a torchvision state_dict (e.g. its Kinetics-400 weights) loads into the backbone.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +30,7 @@ class StreamOutput:
 
 def bn_groups(split: str, n_l: int, n_u: int) -> tuple[int, ...]:
     """Sizes of the row groups a batch ``[labeled (n_l) | weak (n_u) | strong (n_u)]`` is
-    normalised in: ``none`` one batch (SPEC.md), ``strong`` the strong views apart,
+    normalised in: ``none`` one batch (the paper's), ``strong`` the strong views apart,
     ``labeled`` the labeled clips apart from both unlabeled views, ``views`` all three apart."""
     sizes = {"none": (n_l + 2 * n_u,), "strong": (n_l + n_u, n_u), "labeled": (n_l, 2 * n_u),
              "views": (n_l, n_u, n_u)}[split]
@@ -116,24 +120,44 @@ def projection_head(in_dim: int, dim: int) -> nn.Sequential:
     )
 
 
-class R3D18(nn.Module):
-    """3D ResNet-18 without max-pool: an L x 112 x 112 clip ends as L/8 x 7 x 7 x (8 * width)."""
+Layout = Literal["mmaction", "table4"]
 
-    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.5, projection_dim: int | None = 512):
+
+class R3D18(nn.Module):
+    """3D ResNet-18. ``table4``: an L x 112 x 112 clip ends as L/8 x 7 x 7 x (8 * width);
+    ``mmaction``: an L x 224 x 224 clip ends as L/16 x 7 x 7 (time rounded up: 8 frames end as 1).
+
+    ``bn_eps`` / ``bn_momentum`` go to every BatchNorm of the backbone (the authors': 1e-3 / 0.1);
+    the projection head keeps PyTorch's 1e-5 / 0.1, as the authors' heads do (mmcv's default);
+    ``projection_init_std``: None keeps PyTorch's Linear init in the projection head, a number
+    draws its weights from N(0, std) (the authors' code: 0.01)."""
+
+    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.5, projection_dim: int | None = 512,
+                 layout: Layout = "table4", bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 projection_init_std: float | None = None):
         super().__init__()
+        if layout not in ("mmaction", "table4"):
+            raise ValueError(f"layout must be 'mmaction' or 'table4', got {layout!r}")
+        self.layout = layout
         w1, w2, w3, w4 = (width * m for m in (1, 2, 4, 8))
         self.stem = _conv_bn(3, w1, (3, 7, 7), (1, 2, 2), (1, 3, 3), relu=True)
         self.layer1 = _stage(w1, w1, 1)
+        if layout == "mmaction":  # pools appended inside stem / layer1: no parameter moves or is renamed
+            self.stem.append(nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+            self.layer1.append(nn.MaxPool3d((2, 1, 1), (2, 1, 1)))
         self.layer2 = _stage(w1, w2, 2)
         self.layer3 = _stage(w2, w3, 2)
         self.layer4 = _stage(w3, w4, 2)
         self.num_features = w4
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(w4, num_classes)
+        for m in self.modules():  # the backbone's; the authors' projection heads keep the defaults
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eps, m.momentum = bn_eps, bn_momentum
         self.projector = projection_head(w4, projection_dim) if projection_dim else None
-        self._init_weights()
+        self._init_weights(projection_init_std)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, projection_std: float | None) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -142,9 +166,16 @@ class R3D18(nn.Module):
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
+        if projection_std is not None and self.projector is not None:
+            for m in self.projector.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=projection_std)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor, n_project: int = 0) -> StreamOutput:
-        """``x``: (N, 3, T, H, W). The projection runs here, not in the loss, so that DDP sees
+        """``x``: (N, 3, T, H, W); ``features`` are the outputs of layer1 (after its temporal
+        pool in ``mmaction``) to layer4. The projection runs here, not in the loss, so that DDP sees
         every parameter used inside forward."""
         x = self.stem(x)
         features = []

@@ -40,7 +40,8 @@ Keys = list[tuple[int, int]]
 def build(root: Path, samples: list[Sample], preset: str, backend: str | None) -> UnlabeledDataset:
     d = load_config(preset).data
     return UnlabeledDataset(root, samples, d.clip_len, d.frame_interval, backend=backend,
-                            resize=d.resize, crop=d.crop, crop_area=d.crop_area)
+                            resize=d.resize, crop=d.crop, crop_area=d.crop_area, strong_aug=d.strong_aug,
+                            strong_level=d.strong_level, tg_fill=d.tg_fill, strong_ops_tg=d.strong_ops_tg)
 
 
 def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[Keys], None]:

@@ -97,3 +97,15 @@ def test_normalize_any_layout_and_batch_shape():
     channels_last = normalize(clip[1].contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(channels_last, expected[1])
     assert channels_last.is_contiguous()
+
+
+def test_reference_strong_views_draw_the_tg_ops_asked_for(video):
+    """strong_aug=reference builds the authors' ops; restricted to Invert, the TG strong view is
+    the inverted weak view exactly (normalised 255 - x), while RGB draws from all 15 ops."""
+    ds = UnlabeledDataset(video.parent, [Sample(video.name, 3)], 4, 3, resize=40, crop=32,
+                          strong_aug="reference", strong_ops_tg=["Invert"])
+    item = ds[(0, 5)]
+    inverted = (255 - (item["tg_w"] * STD[:, None, None, None] + MEAN[:, None, None, None])
+                - MEAN[:, None, None, None]) / STD[:, None, None, None]
+    torch.testing.assert_close(item["tg_s"], inverted, atol=1e-4, rtol=0)
+    assert not torch.equal(item["rgb_s"], item["rgb_w"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tgsemi.config import RandAugmentOp
+from tgsemi.config import RandAugmentOp, ReferenceOp, load_config
+from tgsemi.errors import ConfigError
 
 from tgsemi.data import sampling, transforms
 from tgsemi.data.transforms import (MEAN, REFERENCE_OPS, STD, ReferenceStrongAug, StrongAug, WeakAug,
@@ -83,8 +84,15 @@ def test_strong_aug_op_subset():
             StrongAug(ops=bad)
 
 
-def test_config_lists_torchvisions_randaugment_ops():
+def test_config_lists_torchvisions_randaugment_ops_and_the_reference_ops():
     assert set(get_args(RandAugmentOp)) == set(transforms.RANDAUGMENT_OPS)
+    assert get_args(ReferenceOp) == tuple(transforms.REFERENCE_OPS)
+
+
+def test_tg_ops_must_belong_to_the_chosen_augmentation():
+    assert load_config("synthetic_cpu", ["data.strong_aug=reference", "data.strong_ops_tg=[Rotate,Cutout]"])
+    with pytest.raises(ConfigError, match="strong_ops_tg must be a non-empty subset of the reference ops"):
+        load_config("synthetic_cpu", ["data.strong_aug=reference"])  # its TG ops are RandAugment's
 
 
 def test_test_crops_centre_and_three():

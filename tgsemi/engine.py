@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from tgsemi.evaluate import autocast, evaluate, to_device
 from tgsemi.methods import Batch, Method, get_method
 from tgsemi.models import TwoStream, create_model
 from tgsemi.models.r3d import bn_groups, split_batchnorm
+from tgsemi.models.sync_bn import convert_sync_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,23 @@ def pick_device(name: str) -> torch.device:
 
 
 def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
-    """Linear warm-up from 0.1x, then cosine to 0; lr scaled with the global labeled batch."""
-    peak = cfg.train.lr * cfg.train.batch_size * world / cfg.train.base_batch_size
+    """The lr of ``step`` (0-based), scaled with the global labeled batch.
+
+    ``warmup_cosine``: linear warm-up from 0.1x, then a per-step cosine to 0 over the
+    remaining steps. ``mmcv_cosine`` (the reference): a cosine over all epochs that
+    changes at epoch boundaries, times the linear warm-up factor 1 - (1 - i / W) * 0.9
+    during the W warm-up iterations, so it peaks below the base lr.
+    """
+    base = cfg.train.lr * cfg.train.batch_size * world / cfg.train.base_batch_size
+    warm = cfg.train.warmup_epochs * steps_per_epoch
+    if cfg.train.lr_schedule == "mmcv_cosine":
+        lr = base * 0.5 * (1 + math.cos(math.pi * (step // steps_per_epoch) / cfg.train.epochs))
+        return lr * (1 - (1 - step / warm) * 0.9) if step < warm else lr
     total = max(int(cfg.train.epochs * steps_per_epoch), 1)
-    warm = int(cfg.train.warmup_epochs * steps_per_epoch)
+    warm = int(warm)
     if step < warm:
-        return peak * (0.1 + 0.9 * step / warm)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
+        return base * (0.1 + 0.9 * step / warm)
+    return base * 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
 
 
 class Loaders:
@@ -81,9 +92,12 @@ class Loaders:
         train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area,
                          cache=FrameCache() if d.cache_frames else None)
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
-        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_ops_tg=d.strong_ops_tg,
-                                          **train_aug, **common)
+        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_aug=d.strong_aug,
+                                          strong_level=d.strong_level, tg_fill=d.tg_fill,
+                                          strong_ops_tg=d.strong_ops_tg, **train_aug, **common)
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
+        self.train_eval = EvalDataset(d.root, splits.train, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop,
+                                      **common) if t.precise_bn_data == "train" else None
         self.b_u = t.batch_size * t.mu
         self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)
 
@@ -94,6 +108,21 @@ class Loaders:
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=gen,
                           num_workers=self.cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False)
+
+    def precise_bn_batches(self) -> Iterator[dict]:
+        """Batches BN statistics are recomputed on: labeled clips with training augmentation, or
+        (``precise_bn_data: train``, the reference) the whole train split through the validation
+        pipeline, in one seeded order sharded over ranks. Each call starts that order again, so
+        every PreciseBN reads the same clips, as the reference's never re-seeded sampler does."""
+        if self.train_eval is None:
+            yield from self.loader(self.labeled, self.cfg.train.batch_size, 2, 0, 0)
+            return
+        sampler = EpochSampler(len(self.train_eval), self.cfg.seed, stream=2, rank=self.rank, world_size=self.world)
+        indices = [i for i, _ in sampler]  # the validation pipeline draws nothing: the item seeds go unused
+        loader = DataLoader(self.train_eval, batch_size=self.cfg.train.batch_size, sampler=indices, drop_last=True,
+                            num_workers=self.cfg.data.num_workers)
+        for batch in loader:  # one view per clip: (B, 1, C, T, H, W) -> (B, C, T, H, W)
+            yield {k: v[:, 0] if k in ("rgb", "tg") else v for k, v in batch.items()}
 
     def labeled_batches(self, pos: Position) -> Iterator[dict]:
         """Endless: a new shuffled pass whenever one ends."""
@@ -115,33 +144,37 @@ class Loaders:
 
 
 def model_inputs(method: Method, streams: tuple[str, ...], lab: dict, unl: dict | None) -> dict[str, torch.Tensor]:
-    """Per stream: ``cat(labeled, weak, strong)`` so BN statistics mix all clips (SPEC.md 3)."""
+    """Per stream: ``cat(labeled, weak, strong)`` so BN statistics mix all clips (docs/method.md section 3)."""
     if unl is None or not method.uses_unlabeled:
         return {s: lab[s] for s in streams}
     return {s: torch.cat([lab[s], unl[f"{s}_w"], unl[f"{s}_s"]]) for s in streams}
 
 
 @torch.no_grad()
-def precise_bn(net: nn.Module, loader: DataLoader, modality: str, device: torch.device, batches: int,
-               channels_last: bool) -> None:
-    """Recompute BN running statistics as exact averages over training batches
-    (the running averages lag behind weights that changed during training)."""
+def precise_bn(net: nn.Module, loader: Iterable[dict], modality: str, device: torch.device, batches: int,
+               channels_last: bool) -> int:
+    """Recompute BN running statistics as exact averages over up to ``batches`` batches
+    (the running averages lag behind weights that changed during training); returns
+    the number of clips this rank used."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns or batches == 0:
-        return
+        return 0
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average
     net.train()
+    clips = 0
     for _, batch in zip(range(batches), loader):
         net(to_device(batch[modality], device, channels_last))
+        clips += len(batch[modality])
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
         if distributed.world_size() > 1:  # every rank ends with the same statistics
             for buf in (m.running_mean, m.running_var):
                 torch.distributed.all_reduce(buf)
                 buf /= distributed.world_size()
+    return clips
 
 
 class MetricsLog:
@@ -252,7 +285,12 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     if distributed.world_size() > 1 and cfg.train.sync_bn:
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = convert_sync_batchnorm(net, device)
+    if main:
+        bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips",
+                 run_dir, cfg.method, device, distributed.world_size(), ", ".join(sorted(bn)),
+                 cfg.train.precise_bn_batches, cfg.train.precise_bn_data)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
                                 weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
     pos = Position()
@@ -330,6 +368,8 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
             pos.epoch, pos.epoch_batches = pos.epoch + 1, 0
             if pos.epoch % max(int(cfg.train.eval_every_epochs), 1) == 0 and pos.step < total:
                 metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
+            if cfg.train.ckpt_every_epochs and pos.epoch % cfg.train.ckpt_every_epochs == 0 and pos.step < total:
+                save_ckpt()
     bar.close()
     metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
     save_ckpt()
@@ -344,9 +384,10 @@ def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device
     forked RNG so that evaluating never changes the training that follows."""
     out = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        stats_loader = loaders.loader(loaders.labeled, cfg.train.batch_size, 2, 0, 0)
         for s, stream_net in net.nets.items():
-            precise_bn(stream_net, stats_loader, s, device, cfg.train.precise_bn_batches, cfg.train.channels_last)
+            clips = precise_bn(stream_net, loaders.precise_bn_batches(), s, device, cfg.train.precise_bn_batches,
+                               cfg.train.channels_last)
+            out[f"precise_bn/{s}/clips"] = clips * distributed.world_size()
             res = evaluate(stream_net, loaders.test, s, stream_net.fc.out_features, device,
                            cfg.eval.batch_size, cfg.data.num_workers, amp, cfg.train.channels_last)
             out.update({f"val/{s}/{k}": v for k, v in res.items() if k != "confusion"})

@@ -49,8 +49,9 @@ class Run:
         s = self.splits(data_root)
         samples = {"test": s.test, "train": s.unlabeled, "labeled": s.labeled}[split]
         d = self.cfg.data
+        crop = self.cfg.eval.crop or d.crop if crops == 3 else d.crop  # 1 crop: the validation pipeline's
         return EvalDataset(data_root or d.root, samples, d.clip_len, d.frame_interval, backend=d.backend,
-                           num_clips=clips, num_crops=crops, resize=d.resize, crop=d.crop, corruption=corruption,
+                           num_clips=clips, num_crops=crops, resize=d.resize, crop=crop, corruption=corruption,
                            allow_outside_root=d.allow_outside_root)
 
 

@@ -15,6 +15,7 @@ class Splits:
     labeled: list[Sample]
     unlabeled: list[Sample]  # the whole train list by default, as the paper
     test: list[Sample]
+    train: list[Sample]  # the whole train list (the reference recomputes BN statistics on it)
 
 
 def _class_names(root: Path, samples: list[Sample]) -> list[str]:
@@ -50,4 +51,4 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
             train, fraction=None if cfg.per_class else cfg.labeled_fraction, per_class=cfg.per_class,
             strategy=cfg.split_strategy, seed=seed, unlabeled=cfg.unlabeled,
         )
-    return Splits(_class_names(root, train + test), labeled, unlabeled, test)
+    return Splits(_class_names(root, train + test), labeled, unlabeled, test, train)

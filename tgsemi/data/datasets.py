@@ -20,7 +20,7 @@ from torchvision.transforms.v2 import functional as F
 from tgsemi.data.annotations import Sample, resolve_path
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.sampling import test_clip_indices, train_clip_indices
-from tgsemi.data.transforms import TG_NEUTRAL, StrongAug, WeakAug, normalize, test_crops
+from tgsemi.data.transforms import ReferenceStrongAug, StrongAug, WeakAug, normalize, test_crops
 from tgsemi.data.video import num_frames, read_frames
 from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
 from tgsemi.tg import temporal_gradient
@@ -197,19 +197,30 @@ class LabeledDataset(_ClipDataset):
         return {"rgb": normalize(rgb), "tg": normalize(tg), "label": label}
 
 
+def strong_augmentation(kind: str, level: float, fill: int, ops: Sequence[str] | None = None
+                        ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``reference``: the authors' 2 of 15 ops at ``level``; ``randaugment``: torchvision's
+    RandAugment(2, 9) plus a cutout."""
+    if kind == "reference":
+        return ReferenceStrongAug(level, fill=fill, ops=ops)
+    return StrongAug(fill=fill, ops=ops)
+
+
 class UnlabeledDataset(LabeledDataset):
     """Weak and strong views of both modalities; ``label`` is the hidden label
     (or -1), for pseudo-label diagnostics only.
 
-    The TG view's geometric ops fill uncovered pixels with 127, TG's "no change": a
-    black fill would paint motion edges along the borders. ``strong_ops_tg`` can
-    restrict its RandAugment ops (None: all of them, as for RGB).
+    The strong views of RGB and TG are drawn independently. ``tg_fill`` is what the TG
+    view's geometric ops leave uncovered: 127, TG's "no change", where a black fill would
+    paint motion edges along the borders (the reference fills with 0). ``strong_ops_tg``
+    can restrict the TG view's ops (None: all of them, as for RGB).
     """
 
-    def __init__(self, *args, strong_ops_tg: Sequence[str] | None = None, **kw):
+    def __init__(self, *args, strong_aug: str = "randaugment", strong_level: float = 0.9, tg_fill: int = 127,
+                 strong_ops_tg: Sequence[str] | None = None, **kw):
         super().__init__(*args, **kw)
-        self.strong = StrongAug()
-        self.strong_tg = StrongAug(fill=TG_NEUTRAL, ops=strong_ops_tg)
+        self.strong = strong_augmentation(strong_aug, strong_level, fill=0)
+        self.strong_tg = strong_augmentation(strong_aug, strong_level, tg_fill, strong_ops_tg)
 
     def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
         rgb, tg = self.weak(rgb, tg)

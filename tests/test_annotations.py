@@ -20,7 +20,7 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-# --- the real lists (SPEC.md section 4) ----------------------------------------------------
+# --- the real lists (docs/method.md section 5) ----------------------------------------------------
 
 @needs_reference
 @pytest.mark.parametrize("name", sorted(p.name for p in REFERENCE.glob("*.txt")) if REFERENCE.is_dir() else [])
@@ -30,7 +30,7 @@ def test_every_reference_list_loads_as_rawframes(name):
     assert all(s.total_frames is not None and s.label >= 0 for s in listing.samples)
 
 
-# counts from SPEC.md section 4; HMDB-51 subsets are floor(p * 5236), the rounding its UCF counts show
+# counts from docs/method.md section 5; HMDB-51 subsets are floor(p * 5236), the rounding its UCF counts show
 SPEC_COUNTS = {
     "ucf101_train_split_1_rawframes.txt": 9537,
     "ucf101_val_split_1_rawframes.txt": 3783,

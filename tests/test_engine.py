@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 from tgsemi import checkpoint
 from tgsemi.cli import main as cli
 from tgsemi.config import load_config
+from tgsemi.data.build import build_splits
 from tgsemi.demo import stale
 from tgsemi.engine import lr_at, train, train_step
 from tgsemi.errors import ConfigError
@@ -86,6 +88,23 @@ def test_lr_schedule_warmup_and_cosine():
     assert lr_at(20, cfg, 10, 2) == pytest.approx(2 * peak)  # scaled with the global batch
 
 
+@pytest.mark.parametrize("batch, world", [(5, 8), (40, 1)])
+def test_lr_schedule_of_the_reference_is_mmcvs_cosine_by_epoch(batch, world):
+    """mmcv CosineAnnealing(by_epoch, min_lr 0) with a linear warm-up factor, 30 of 180 epochs:
+    the lr of epoch e is 0.1 (1 + cos(pi e / 180)), times 1 - (1 - i / W) 0.9 while i < W."""
+    cfg = load_config("ucf101_20pct", [f"train.batch_size={batch}"])
+    spe = 9537 // 40  # UCF-101 split 1: one epoch = one pass over the 9537 train clips
+    warm = 30 * spe
+    assert lr_at(0, cfg, spe, world) == pytest.approx(0.2 * 0.1)
+    assert lr_at(warm // 2, cfg, spe, world) == pytest.approx(
+        0.1 * (1 + math.cos(math.pi * (warm // 2 // spe) / 180)) * (1 - (1 - (warm // 2) / warm) * 0.9))
+    assert lr_at(warm, cfg, spe, world) == pytest.approx(0.187, abs=5e-4)  # the peak, at the end of warm-up
+    assert lr_at(warm + spe - 1, cfg, spe, world) == lr_at(warm, cfg, spe, world)  # constant within an epoch
+    last = 179 * spe
+    assert lr_at(last, cfg, spe, world) == pytest.approx(0.1 * (1 + math.cos(math.pi * 179 / 180)))
+    assert lr_at(180 * spe - 1, cfg, spe, world) == lr_at(last, cfg, spe, world) > 0
+
+
 def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(["train", "synthetic_tiny", "--out", str(run), f"data.root={tiny_root}", "method=fixmatch",
@@ -110,6 +129,30 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert_same_weights(r0, r1)
     assert checkpoint.load(tmp_path)["position"]["step"] == 4
+
+
+def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the_train_split(tiny_root, tmp_path):
+    """ucf101_20pct shrunk to the tiny set: the reference layout, augmentation and schedule run,
+    BatchNorm is synchronised over both processes, and PreciseBN reads the whole train split."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    shrink = [f"data.root={tiny_root}", "data.train_list=null", "data.test_list=null", "data.labeled_list=null",
+              "data.labeled_fraction=0.5", "data.clip_len=4", "data.frame_interval=2", "data.resize=32",
+              "data.crop=28", "data.num_workers=0", "model.width=8", "model.projection_dim=16",
+              "train.max_steps=3", "train.batch_size=2", "train.progress=false", "train.channels_last=false"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), "--preset", "ucf101_20pct", *shrink]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"rank{r}.json").read_text())["batchnorm"] == ["CpuSyncBatchNorm"]
+    assert_same_weights(*(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)))
+    cfg = checkpoint.load(tmp_path)["config"]
+    assert cfg["model"]["layout"] == "mmaction" and cfg["data"]["strong_aug"] == "reference"
+    assert cfg["train"]["lr_schedule"] == "mmcv_cosine" and cfg["train"]["sync_bn"]
+    final = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+    n_train = len(build_splits(tiny_cfg(tiny_root).data, 0).train)
+    # each rank reads its half of the train split in batches of 2 (not the 12 labeled clips)
+    assert final["precise_bn/rgb/clips"] == final["precise_bn/tg/clips"] == n_train // 4 * 4 > n_train // 2
 
 
 @pytest.mark.parametrize("split", ["none", "strong", "labeled", "views"])

@@ -93,7 +93,7 @@ def test_bad_split_arguments_are_config_errors(train, kwargs, message):
 @needs_reference
 @pytest.mark.parametrize("fraction, expected", [(0.05, 476), (0.1, 953), (0.2, 1907), (0.5, 4768)])
 def test_fractions_give_the_videossl_counts(fraction, expected):
-    """SPEC.md section 4: the paper's subsets of the 9537 UCF-101 train clips."""
+    """docs/method.md section 5: the paper's subsets of the 9537 UCF-101 train clips."""
     train = read_list(UCF_TRAIN).samples
     assert len(make_split(train, fraction=fraction, strategy="random")[0]) == expected
     assert len(make_split(train, fraction=fraction)[0]) == expected

@@ -9,7 +9,7 @@ from tgsemi import temporal_gradient
 
 
 def reference_tg(frames: np.ndarray) -> np.ndarray:
-    """Straight from SPEC.md: previous minus next, +255, halved, in Python ints."""
+    """Straight from docs/method.md section 1: previous minus next, +255, halved, in Python ints."""
     out = np.empty((frames.shape[0] - 1,) + frames.shape[1:], np.uint8)
     flat_in = frames.reshape(frames.shape[0], -1).tolist()
     flat_out = out.reshape(out.shape[0], -1)

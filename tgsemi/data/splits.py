@@ -1,4 +1,4 @@
-"""Labeled subsets of a train list for semi-supervised training (SPEC.md section 4).
+"""Labeled subsets of a train list for semi-supervised training (docs/method.md section 5).
 
 Three protocols: `stratified` (proportional per class, at least one each),
 `random` (uniform over clips, like the VideoSSL lists the paper used: not class

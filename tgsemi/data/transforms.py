@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-# ImageNet statistics on the 0..255 scale, for RGB and TG alike (SPEC.md section 1).
+# ImageNet statistics on the 0..255 scale, for RGB and TG alike (docs/method.md section 1).
 MEAN = torch.tensor([123.675, 116.28, 103.53])
 STD = torch.tensor([58.395, 57.12, 57.375])
 TG_NEUTRAL = 127  # a TG pixel that did not change; also mid-grey for the cutout

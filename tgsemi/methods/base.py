@@ -1,7 +1,7 @@
 """What a method is: a pure function from model outputs to weighted loss terms.
 
 The engine runs the forward pass and the optimiser; a method only turns outputs into losses,
-so every formula of SPEC.md section 3 is testable on plain tensors.
+so every formula of docs/method.md section 3 is testable on plain tensors.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TG-FixMatch (SPEC.md section 3): joint RGB+TG FixMatch, TG->RGB feature alignment and a
+"""TG-FixMatch (docs/method.md section 3): joint RGB+TG FixMatch, TG->RGB feature alignment and a
 cross-modal contrastive loss."""
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class StrongAug:
 
 
 # The reference's strong augmentation: imgaug 0.4.0 ``SomeOf(2)`` of these ops, in this order
-# (shared/reference_recipe.md, "Strong augmentation").
+# (docs/method.md section 4).
 REFERENCE_OPS: tuple[str, ...] = (
     "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "EnhanceColor",
     "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
@@ -77,7 +77,7 @@ def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: 
                        centre: tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
     """One op of ``REFERENCE_OPS`` on a uint8 ``(..., C, H, W)`` clip, every frame alike, as
     imgaug 0.4.0 does it at magnitude ``level`` (0..1); checked against imgaug's own outputs
-    (shared/reference_aug_golden). ``sign`` (+1/-1) is the direction of shear, translate and
+    (tests/test_transforms.py reads them from shared/reference_aug_golden). ``sign`` (+1/-1) is the direction of shear, translate and
     rotate; ``centre`` is the cutout square's centre as fractions of (width, height).
 
     Conventions found on the goldens: imgaug's positive rotation is clockwise on screen, which is

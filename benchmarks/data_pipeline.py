@@ -7,9 +7,11 @@ augmentation of each, normalisation. The floor decodes the same frames and
 nothing else. Measured on the synthetic ``demo`` set at the ``synthetic_cpu``
 preset's clip shape, and on UCF-101-sized video (320x240, 250 frames, 25 fps)
 at the ``ucf101`` preset's: XviD with a keyframe every 12 frames or a single
-one, and the same frames as a JPEG rawframe folder.
+one, and the same frames as a JPEG rawframe folder. ``--strong-on batch`` measures
+the item that leaves strong augmentation and normalisation to the training device
+(``data.strong_on: batch``): decode, TG, weak augmentation.
 
-    .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R]
+    .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R] [--strong-on batch]
 """
 from __future__ import annotations
 
@@ -37,11 +39,13 @@ RAWFRAMES = "rawframes"  # a folder of JPEGs: no video backend involved
 Keys = list[tuple[int, int]]
 
 
-def build(root: Path, samples: list[Sample], preset: str, backend: str | None) -> UnlabeledDataset:
+def build(root: Path, samples: list[Sample], preset: str, backend: str | None,
+          strong_on: str = "item") -> UnlabeledDataset:
     d = load_config(preset).data
     return UnlabeledDataset(root, samples, d.clip_len, d.frame_interval, backend=backend,
                             resize=d.resize, crop=d.crop, crop_area=d.crop_area, strong_aug=d.strong_aug,
-                            strong_level=d.strong_level, tg_fill=d.tg_fill, strong_ops_tg=d.strong_ops_tg)
+                            strong_level=d.strong_level, tg_fill=d.tg_fill, strong_ops_tg=d.strong_ops_tg,
+                            strong_on=strong_on)
 
 
 def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[Keys], None]:
@@ -71,10 +75,11 @@ def draw_keys(ds: UnlabeledDataset, n: int, seed: int) -> Keys:
     return [(int(rng.integers(len(ds))), int(rng.integers(2**62))) for _ in range(n)]
 
 
-STAGES = {  # where an item's time goes; "resize + TG" is load_rgb_tg less its decoding
-    "decode": video.read_frames, "frame count": video.num_frames, "resize + TG": datasets.load_rgb_tg,
-    "weak aug": transforms.WeakAug.__call__, "strong aug (x2)": transforms.StrongAug.__call__,
-    "normalize (x4)": transforms.normalize,
+STAGES = {  # where an item's time goes; "resize + TG" is load_rgb_tg less its decoding (with the frame count)
+    "decode": (video.read_frames,), "resize + TG": (datasets.load_rgb_tg,),
+    "weak aug": (transforms.WeakAug.__call__,),
+    "strong aug (x2)": (transforms.StrongAug.__call__, transforms.ReferenceStrongAug.__call__),
+    "normalize": (transforms.normalize,),
 }
 
 
@@ -85,9 +90,9 @@ def stage_shares(ds: UnlabeledDataset, keys: Keys) -> dict[str, float]:
     prof.runcall(full_pipeline, ds, keys)
     total = time.process_time() - start
     stats = pstats.Stats(prof).stats
-    cum = {name: sum(s[3] for k, s in stats.items()
-                     if k == (f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name))
-           for name, f in STAGES.items()}
+    codes = {name: {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in fs}
+             for name, fs in STAGES.items()}
+    cum = {name: sum(s[3] for k, s in stats.items() if k in codes[name]) for name in STAGES}
     cum["resize + TG"] -= cum["decode"]
     cum["other (seeding, sampling, copies)"] = total - sum(cum.values())
     return {name: t / total for name, t in cum.items()}
@@ -115,6 +120,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=100, help="clips per round")
     parser.add_argument("--rounds", type=int, default=5,
                         help="decode and full pipeline alternate; the best round counts (robust to a busy machine)")
+    parser.add_argument("--strong-on", choices=("item", "batch"), default="item",
+                        help="batch: the item without strong augmentation and normalisation (data.strong_on)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # per core: one CPU, one thread
     torch.set_num_threads(1)
@@ -134,7 +141,7 @@ def main() -> None:
         print("| videos | preset | backend | decode only | full pipeline | full / decode |\n|---|---|---|---|---|---|")
         for name, root, samples, preset, backends in cases:
             for backend in backends:
-                ds = build(root, samples, preset, None if backend == RAWFRAMES else backend)
+                ds = build(root, samples, preset, None if backend == RAWFRAMES else backend, args.strong_on)
                 totals = [s.total_frames or video.num_frames(p, ds.backend) for s, p in zip(ds.samples, ds.paths)]
                 runs = (decode_only(ds, totals), partial(full_pipeline, ds))
                 rounds = [[clips_per_s(run, draw_keys(ds, args.clips, seed)) for run in runs]
@@ -145,7 +152,7 @@ def main() -> None:
         print("| stage | " + " | ".join(name for name, *_ in cases[:2]) + " |\n|---|---|---|")
         shares = []
         for _, root, samples, preset, _ in cases[:2]:
-            ds = build(root, samples, preset, None)
+            ds = build(root, samples, preset, None, args.strong_on)
             shares.append(stage_shares(ds, draw_keys(ds, args.clips, 0)))
         for stage in shares[0]:
             print(f"| {stage} | " + " | ".join(f"{s[stage]:.0%}" for s in shares) + " |")

@@ -8,10 +8,11 @@ from torchvision.transforms import v2
 
 from tgsemi.data.annotations import Sample
 from tgsemi.data import datasets
-from tgsemi.data.datasets import FrameCache, UnlabeledDataset, load_rgb_tg
+from tgsemi.data.datasets import EvalDataset, FrameCache, UnlabeledDataset, load_rgb_tg
 from tgsemi.data.sampling import train_clip_indices
 from tgsemi.data.synth import render_clip, write_video
 from tgsemi.data.transforms import MEAN, STD, WeakAug, normalize
+from tgsemi.data.video import BACKENDS, available_backends, num_frames
 
 W, H, FRAMES = 96, 72, 40
 
@@ -82,12 +83,40 @@ def test_cached_videos_give_the_same_items_and_are_decoded_once(video, monkeypat
     cached = UnlabeledDataset(*args, resize=40, crop=32, cache=FrameCache())
     reads = []
     read = datasets.read_frames
-    monkeypatch.setattr(datasets, "read_frames", lambda path, idx, *a: reads.append(len(idx)) or read(path, idx, *a))
+
+    def counted(*args):
+        frames = read(*args)
+        reads.append(len(frames))
+        return frames
+
+    monkeypatch.setattr(datasets, "read_frames", counted)
     for seed in (1, 2, 3):
         a, b = fresh[(0, seed)], cached[(0, seed)]
         for key in ("rgb_w", "tg_w", "rgb_s", "tg_s"):
             assert torch.equal(a[key], b[key]), (seed, key)
     assert reads.count(FRAMES) == 1 and len(reads) == 4  # the cache read all frames once; fresh read thrice
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_video_without_a_listed_count_is_opened_once_per_item(video, monkeypatch, backend):
+    """The clip is sampled from the count of the file opened for its frames; the items
+    equal those of a list that gives the count, read in a separate open as items once were."""
+    reader = BACKENDS[backend]
+    opens, open_file = [], reader._open
+    monkeypatch.setattr(reader, "_open", staticmethod(lambda path: opens.append(path) or open_file(path)))
+    unlisted, listed = [Sample(video.name, 3)], [Sample(video.name, 3, num_frames(video, backend))]
+    kw = {"backend": backend, "resize": 40, "crop": 32}
+    for seed in (1, 2, 3, 4):
+        opens.clear()
+        item = UnlabeledDataset(video.parent, unlisted, 4, 3, **kw)[(0, seed)]
+        assert opens == [video], seed
+        expected = UnlabeledDataset(video.parent, listed, 4, 3, **kw)[(0, seed)]
+        for key in ("rgb_w", "tg_w", "rgb_s", "tg_s"):
+            assert torch.equal(item[key], expected[key]), (seed, key)
+    opens.clear()
+    item = EvalDataset(video.parent, unlisted, 4, 3, num_clips=2, **kw)[0]
+    assert opens == [video] and item["ok"]
+    assert torch.equal(item["tg"], EvalDataset(video.parent, listed, 4, 3, num_clips=2, **kw)[0]["tg"])
 
 
 def test_normalize_any_layout_and_batch_shape():
@@ -109,3 +138,16 @@ def test_reference_strong_views_draw_the_tg_ops_asked_for(video):
                 - MEAN[:, None, None, None]) / STD[:, None, None, None]
     torch.testing.assert_close(item["tg_s"], inverted, atol=1e-4, rtol=0)
     assert not torch.equal(item["rgb_s"], item["rgb_w"])
+
+
+def test_strong_on_batch_items_are_the_uint8_weak_views(video):
+    """strong_on=batch: an item is the weak views as uint8 (T, C, H, W) clips, the ones strong_on=item
+    normalises (the strong draws come after the weak ones), and no strong views."""
+    args = (video.parent, [Sample(video.name, 3)], 4, 3)
+    kw = dict(resize=40, crop=32, strong_aug="reference")
+    for seed in (1, 2):
+        batch, item = (UnlabeledDataset(*args, strong_on=on, **kw)[(0, seed)] for on in ("batch", "item"))
+        assert set(batch) == {"rgb_w", "tg_w", "label"}
+        for key in ("rgb_w", "tg_w"):
+            assert batch[key].dtype == torch.uint8 and batch[key].shape == (4, 3, 32, 32)
+            assert torch.equal(normalize(batch[key]), item[key])

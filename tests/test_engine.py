@@ -31,12 +31,21 @@ def assert_same_weights(a: dict, b: dict):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path):
-    straight = train(tiny_cfg(tiny_root), tmp_path / "straight").state_dict()
-    train(tiny_cfg(tiny_root, "train.max_steps=7"), tmp_path / "resumed")  # stops mid-epoch
+# strong_on=batch draws the strong views on the training device from (seed, step, rank), not from
+# the global RNG the checkpoint restores: resuming must redraw them all the same. Threshold 0 lets
+# every strong view into the loss (at the preset's 0.5 none passes in 24 steps, and a redraw would not show).
+STRONG_ON = {"item": [], "batch": ["data.strong_aug=reference", "data.strong_ops_tg=null", "data.strong_on=batch",
+                                   "loss.threshold=0"]}
+
+
+@pytest.mark.parametrize("strong_on", STRONG_ON)
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path, strong_on):
+    aug = STRONG_ON[strong_on]
+    straight = train(tiny_cfg(tiny_root, *aug), tmp_path / "straight").state_dict()
+    train(tiny_cfg(tiny_root, *aug, "train.max_steps=7"), tmp_path / "resumed")  # stops mid-epoch
     assert checkpoint.load(tmp_path / "resumed")["position"]["step"] == 7
     # resumed from videos held decoded in memory: the same clips, so the same weights
-    resumed = train(tiny_cfg(tiny_root, "data.cache_frames=true"), tmp_path / "resumed").state_dict()
+    resumed = train(tiny_cfg(tiny_root, *aug, "data.cache_frames=true"), tmp_path / "resumed").state_dict()
     assert_same_weights(straight, resumed)
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(ln)]

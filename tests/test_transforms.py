@@ -1,15 +1,18 @@
 import math
+from itertools import combinations
 from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from tgsemi.config import RandAugmentOp, ReferenceOp, load_config
 from tgsemi.errors import ConfigError
 
 from tgsemi.data import sampling, transforms
+from tgsemi.data.batch_aug import BatchReferenceStrongAug, ClipDraws, StrongViews, step_generator
 from tgsemi.data.transforms import (MEAN, REFERENCE_OPS, STD, ReferenceStrongAug, StrongAug, WeakAug,
                                     apply_reference_op, normalize)
 
@@ -364,3 +367,187 @@ def test_reference_tg_fill_keeps_a_still_clip_still():
     for _ in range(5):
         assert (neutral(still) == transforms.TG_NEUTRAL).all()
     assert all((black(still) == 0).any() for _ in range(5))
+
+
+# --- the batched reference augmentation (data.strong_on=batch) -----------------------------
+
+def textured_clips(b: int, t: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """uint8 ``(b, t, 3, h, w)``: smooth structure plus noise, a different tint and noise per clip and frame."""
+    gen = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([torch.sin(7 * xs + 3 * ys), torch.cos(5 * ys - 2 * xs), torch.sin(11 * xs * ys)])
+    noise, tint = torch.randn(b, t, 3, h, w, generator=gen), torch.randn(b, 1, 3, 1, 1, generator=gen)
+    return (base * 100 + 128 + 20 * noise + 20 * tint).clamp(0, 255).to(torch.uint8)
+
+
+def per_clip(clips: torch.Tensor, draws: ClipDraws, level: float = 0.9, fill: int = 0) -> torch.Tensor:
+    """What ``ReferenceStrongAug`` does with each clip's draw: its ops one by one, in row order."""
+    out = []
+    for clip, ops, signs, centres in zip(clips, draws.ops.tolist(), draws.signs.tolist(), draws.centres.tolist()):
+        for op, sign, centre in zip(ops, signs, centres):
+            clip = apply_reference_op(clip, REFERENCE_OPS[op], level, sign, fill, tuple(centre))
+        out.append(clip)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("fill", [0, transforms.TG_NEUTRAL])
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("name", REFERENCE_OPS)
+def test_batched_op_matches_the_per_clip_op(name, sign, fill, one_thread, record_property):
+    """Every op on 4 clips of 3 wide frames, each with its own cutout centre (and, for TranslateY,
+    its own sign), equals the per-clip op within one grey level, whether an op call takes one clip
+    (the CPU's default) or the whole batch (an accelerator's). Only the geometric ops differ at all:
+    affine_grid's grid and F.affine's round a few pixels apart (at most 1 level, 88-103 dB)."""
+    clips = textured_clips(4, 3, 40, 56)
+    gen = torch.Generator().manual_seed(REFERENCE_OPS.index(name))
+    signs = torch.tensor([[sign], [-sign], [sign], [sign]]) if name == "TranslateY" else torch.full((4, 1), sign)
+    draws = ClipDraws(torch.full((4, 1), REFERENCE_OPS.index(name)), signs, torch.rand(4, 1, 2, generator=gen))
+    one, whole = (BatchReferenceStrongAug(0.9, fill, clips_per_pass=n).apply(clips, draws) for n in (1, 4))
+    assert torch.equal(one, whole)
+    got = one
+    want = per_clip(clips, draws, fill=fill)
+    quality, max_diff = psnr(got.numpy(), want.numpy()), int((got.int() - want.int()).abs().max())
+    record_property("psnr_db", quality)
+    record_property("max_abs_diff", max_diff)
+    assert max_diff <= 1 and quality >= 40
+    if name not in GEOMETRIC:
+        assert max_diff == 0
+
+
+@pytest.mark.parametrize("fill", [0, transforms.TG_NEUTRAL])
+def test_batched_pairs_apply_in_table_order(fill, one_thread):
+    """All 105 pairs at once, signs and centres drawn: the same as each clip's two ops in a row.
+    Pairs of ungeometric ops agree exactly; a geometric op's one-level rounding differences pass
+    through the second op (Posterize or Autocontrast can widen them), so those pairs get 40 dB."""
+    pairs = torch.tensor(list(combinations(range(len(REFERENCE_OPS)), 2)))
+    gen = torch.Generator().manual_seed(fill)
+    draws = ClipDraws(pairs, torch.randint(0, 2, pairs.shape, generator=gen) * 2 - 1,
+                      torch.rand(*pairs.shape, 2, generator=gen))
+    clips = textured_clips(len(pairs), 2, 32, 48)
+    got = BatchReferenceStrongAug(0.9, fill, clips_per_pass=len(pairs)).apply(clips, draws)
+    assert torch.equal(got, BatchReferenceStrongAug(0.9, fill).apply(clips, draws))  # one clip a pass
+    want = per_clip(clips, draws, fill=fill)
+    for (a, b), g, w in zip(pairs.tolist(), got, want):
+        if REFERENCE_OPS[a] in GEOMETRIC:
+            assert psnr(g.numpy(), w.numpy()) >= 40, (REFERENCE_OPS[a], REFERENCE_OPS[b])
+        else:
+            assert torch.equal(g, w), (REFERENCE_OPS[a], REFERENCE_OPS[b])
+
+
+def test_batched_aug_per_clip_draws_and_its_own_generator():
+    """One draw per clip, the same for all its frames; the generator alone decides it; the global
+    RNG is left as it was; level 0 leaves geometry and cutout alone; a still TG clip stays still."""
+    clips = textured_clips(16, 1, 24, 24).expand(16, 4, 3, 24, 24).contiguous()  # identical frames
+    aug = BatchReferenceStrongAug()
+    state = torch.get_rng_state()
+    out = aug(clips, torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(out, aug(clips, torch.Generator().manual_seed(3)))
+    assert torch.equal(out, out[:, :1].expand_as(out))
+    assert len({o.numpy().tobytes() for o in out}) == 16  # clips draw apart
+    zero = BatchReferenceStrongAug(level=0.0, ops=[*GEOMETRIC, "Cutout"])
+    assert torch.equal(zero(clips, torch.Generator().manual_seed(4)), clips)
+    still = torch.full((8, 2, 3, 24, 24), transforms.TG_NEUTRAL, dtype=torch.uint8)
+    neutral = BatchReferenceStrongAug(fill=transforms.TG_NEUTRAL, ops=GEOMETRIC)
+    assert (neutral(still, torch.Generator().manual_seed(5)) == transforms.TG_NEUTRAL).all()
+    with pytest.raises(ValueError, match="subset"):
+        BatchReferenceStrongAug(ops=["Identity"])
+
+
+def draw_statistics(ops: np.ndarray, signs: np.ndarray, centres: np.ndarray, num_ops: int) -> dict:
+    """p-values and binomial z-scores of draws against the intended distribution: pairs uniform
+    over the C(num_ops, 2) pairs, each op in 2 / num_ops of the clips, signs fair, cutout centres
+    uniform (both draw one centre per op, used by Cutout only). ``ops`` index the op subset,
+    ``(n, 2)``, ascending per row."""
+    n = len(ops)
+    pair_ids = {p: i for i, p in enumerate(combinations(range(num_ops), 2))}
+    pairs = np.bincount([pair_ids[tuple(r)] for r in ops.tolist()], minlength=len(pair_ids))
+    p_op = 2 / num_ops
+    per_op = np.bincount(ops.ravel(), minlength=num_ops)
+    centres = centres.reshape(-1, 2)
+    return {
+        "pairs_p": stats.chisquare(pairs).pvalue,
+        "op_z": np.abs(per_op - n * p_op).max() / math.sqrt(n * p_op * (1 - p_op)),
+        "sign_z": abs((signs > 0).sum() - signs.size / 2) / math.sqrt(signs.size / 4),
+        "centre_p": min(stats.kstest(centres[:, 0], "uniform").pvalue, stats.kstest(centres[:, 1], "uniform").pvalue),
+    }
+
+
+@pytest.mark.parametrize("ops", [None, [*GEOMETRIC, "Cutout"]])
+def test_batched_draws_have_the_per_item_distribution(ops, record_property):
+    """4000 clips' draws, batched and per item, against the intended distribution: pair counts by
+    chi-square, op frequencies and signs within 4 binomial standard deviations, centres by
+    Kolmogorov-Smirnov. p-values are held above 1e-3: a correct draw fails 1 run in 1000 per
+    check, and the seeds are fixed. Also: two distinct ops per clip, in table order."""
+    n = 4000
+    batched = BatchReferenceStrongAug(ops=ops)
+    subset = batched.ops
+    draws = batched.draw(n, torch.Generator().manual_seed(0))
+    local = np.array([[subset.index(REFERENCE_OPS[o]) for o in row] for row in draws.ops.tolist()])
+    assert (np.diff(local, axis=1) > 0).all()
+    torch.manual_seed(0)
+    item = [ReferenceStrongAug(ops=ops).draw() for _ in range(n)]
+    item_ops = np.array([[subset.index(name) for name, _, _ in d] for d in item])
+    item_signs = np.array([[s for _, s, _ in d] for d in item])
+    item_centres = np.array([[c for _, _, c in d] for d in item])
+    for who, args in (("batched", (local, draws.signs.numpy(), draws.centres.numpy())),
+                      ("per item", (item_ops, item_signs, item_centres))):
+        found = draw_statistics(*args, len(subset))
+        print(who, {k: round(float(v), 3) for k, v in found.items()})
+        record_property(who, found)
+        assert found["pairs_p"] > 1e-3 and found["centre_p"] > 1e-3
+        assert found["op_z"] < 4 and found["sign_z"] < 4
+
+
+@pytest.mark.parametrize("fill, ops", [(0, None), (transforms.TG_NEUTRAL, [*GEOMETRIC, "Posterize", "Cutout"])])
+def test_batched_change_per_pixel_matches_per_item(fill, ops, one_thread, record_property):
+    """Mean |output - input| per pixel over 4000 draws on one clip, batched against per item,
+    within 4 standard errors of their difference."""
+    n = 4000
+    clip = textured_clips(1, 2, 32, 32)[0]
+    batched = BatchReferenceStrongAug(fill=fill, ops=ops)(clip.expand(n, *clip.shape), torch.Generator().manual_seed(1))
+    change_b = (batched.float() - clip.float()).abs().mean(dim=(1, 2, 3, 4)).numpy()
+    torch.manual_seed(1)
+    item = ReferenceStrongAug(fill=fill, ops=ops)
+    change_i = np.array([float((item(clip).float() - clip.float()).abs().mean()) for _ in range(n)])
+    se = math.sqrt(change_b.var(ddof=1) / n + change_i.var(ddof=1) / n)
+    print(f"mean |change| batched {change_b.mean():.3f}, per item {change_i.mean():.3f}, "
+          f"difference {change_b.mean() - change_i.mean():+.3f} = {(change_b.mean() - change_i.mean()) / se:+.2f} SE")
+    record_property("means", (float(change_b.mean()), float(change_i.mean()), se))
+    assert abs(change_b.mean() - change_i.mean()) < 4 * se
+
+
+def test_strong_views_normalise_on_the_device_and_draw_by_step():
+    """StrongViews: uint8 weak views in, normalised weak and strong views of the asked streams out;
+    the draws are a function of (seed, step, rank, stream)."""
+    weak = {"rgb_w": textured_clips(3, 2, 16, 16, 1), "tg_w": textured_clips(3, 2, 16, 16, 2),
+            "label": torch.tensor([0, 1, -1])}
+    views = StrongViews(("rgb", "tg"), 0.9, transforms.TG_NEUTRAL, ["Invert"], seed=0)
+    out = views(weak, torch.device("cpu"), step=5)
+    assert set(out) == {"rgb_w", "tg_w", "rgb_s", "tg_s", "label"}
+    torch.testing.assert_close(out["rgb_w"], normalize(weak["rgb_w"]))
+    torch.testing.assert_close(out["tg_s"], normalize(255 - weak["tg_w"]))  # TG draws from its own ops
+    assert out["rgb_s"].shape == (3, 3, 2, 16, 16)
+    again = views(weak, torch.device("cpu"), step=5)
+    assert torch.equal(again["rgb_s"], out["rgb_s"])
+    assert not torch.equal(views(weak, torch.device("cpu"), step=6)["rgb_s"], out["rgb_s"])
+    other_rank = StrongViews(("rgb",), 0.9, 0, None, seed=0, rank=1)(weak, torch.device("cpu"), step=5)
+    assert set(other_rank) == {"rgb_w", "rgb_s", "label"} and not torch.equal(other_rank["rgb_s"], out["rgb_s"])
+    assert step_generator(0, 5, 0, "rgb").initial_seed() != step_generator(0, 5, 0, "tg").initial_seed()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_batched_aug_on_cuda_matches_cpu():
+    """The same draws on CUDA: the draws come from the CPU generator, the ops agree within a grey level."""
+    clips = textured_clips(32, 4, 56, 56)
+    aug = BatchReferenceStrongAug()
+    cpu = aug(clips, torch.Generator().manual_seed(7))
+    cuda = aug(clips.cuda(), torch.Generator().manual_seed(7)).cpu()
+    assert (cpu.int() - cuda.int()).abs().max() <= 1 and psnr(cpu.numpy(), cuda.numpy()) >= 40
+
+
+def test_batch_strong_aug_needs_the_reference_ops():
+    assert load_config("synthetic_cpu", ["data.strong_aug=reference", "data.strong_ops_tg=null",
+                                         "data.strong_on=batch"]).data.strong_on == "batch"
+    with pytest.raises(ConfigError, match="batch strong augmentation is implemented for the reference ops"):
+        load_config("synthetic_cpu", ["data.strong_on=batch"])

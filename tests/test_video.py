@@ -94,6 +94,19 @@ def test_out_of_range_index_raises_naming_the_file(videos, backend):
             read_frames(path, bad, backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_indices_can_be_chosen_from_the_frame_count(videos, backend):
+    path, _ = videos["plain"]
+    counts = []
+    frames = read_frames(path, lambda n: counts.append(n) or [n - 1, 0, n - 1], backend)
+    assert counts == [FRAMES]
+    np.testing.assert_array_equal(frames, read_frames(path, [FRAMES - 1, 0, FRAMES - 1], backend))
+    with pytest.raises(VideoReadError, match="plain.avi.*out of range"):
+        read_frames(path, lambda n: [n], backend)
+    with pytest.raises(ValueError, match="integers"):
+        read_frames(path, lambda n: [], backend)
+
+
 def test_bad_arguments_are_rejected(videos):
     path, _ = videos["plain"]
     with pytest.raises(ConfigError, match="unknown video backend"):
@@ -126,9 +139,10 @@ def _damaged(folder: Path, source_video: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_damaged_files_raise_video_read_error_naming_the_path(videos, tmp_path, backend):
     for name, path in _damaged(tmp_path, videos["plain"][0]).items():
-        with pytest.raises(VideoReadError) as caught:
-            read_frames(path, np.arange(FRAMES), backend)
-        assert caught.value.path == str(path) and str(path) in str(caught.value), name
+        for indices in (np.arange(FRAMES), np.arange):  # fixed, or every frame the file reports
+            with pytest.raises(VideoReadError) as caught:
+                read_frames(path, indices, backend)
+            assert caught.value.path == str(path) and str(path) in str(caught.value), name
 
 
 def test_mid_file_damage_is_caught_where_ffmpeg_stays_silent(videos, tmp_path):

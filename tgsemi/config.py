@@ -7,7 +7,7 @@ choices, the valid values) instead of hours into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import yaml
 from omegaconf import OmegaConf
@@ -54,12 +54,25 @@ class DataConfig(_Strict):
     # what geometric strong ops leave uncovered in a TG clip: 127 is "no motion", 0 the reference's
     # imgaug default (it augments TG images like RGB ones)
     tg_fill: int = Field(127, ge=0, le=255)
+    # where strong views are built: per item by the loader on the CPU, or for the whole batch on the
+    # training device from uint8 weak views (data/batch_aug.py). batch is implemented for the reference
+    # ops only (strong_aug=reference); it draws other random numbers than item, from the same distribution.
+    strong_on: Literal["item", "batch"] = "item"
     backend: str | None = None
-    num_workers: int = Field(2, ge=0)
-    cache_frames: bool = False  # keep training videos decoded in memory (datasets.FrameCache; num_workers=0)
+    # DataLoader workers per process; auto: sized from the usable CPUs (cpus.loader_workers)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
+    cache_frames: bool = False  # keep training videos decoded in memory (datasets.FrameCache; num_workers 0 or auto)
     on_missing: Literal["error", "skip"] = "error"
     max_bad_fraction: float = Field(0.1, ge=0, le=1)
     allow_outside_root: bool = False
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers_or_auto(cls, value: object) -> object:
+        """One message naming both forms, instead of one per member of the union."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"must be a number of workers >= 0 or 'auto', got {value!r}")
 
     @model_validator(mode="after")
     def _tg_ops_of_the_chosen_aug(self) -> "DataConfig":
@@ -71,8 +84,15 @@ class DataConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _batch_strong_aug_is_the_reference(self) -> "DataConfig":
+        if self.strong_on == "batch" and self.strong_aug != "reference":
+            raise ValueError("batch strong augmentation is implemented for the reference ops: "
+                             "set data.strong_aug=reference or data.strong_on=item")
+        return self
+
+    @model_validator(mode="after")
     def _cache_in_process(self) -> "DataConfig":
-        if self.cache_frames and self.num_workers:
+        if self.cache_frames and self.num_workers not in (0, "auto"):  # auto: 0 with the cache
             raise ValueError("cache_frames needs num_workers=0: each worker would fill its own copy "
                              "and lose it when the worker ends (set data.cache_frames=false to use workers)")
         return self
@@ -144,6 +164,8 @@ class TrainConfig(_Strict):
     on_nonfinite: Literal["stop", "skip"] = "stop"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
+    # CPUs the run's processes on this machine share (None: the affinity mask or cgroup quota, if smaller)
+    cpus: int | None = Field(None, ge=1)
 
     @field_validator("split_bn", mode="before")
     @classmethod
@@ -266,7 +288,7 @@ def config_from_dict(values: dict) -> Config:
 # goes, never what a step computes (data items are seeded by index, so workers don't matter, and a
 # cached video gives the same items as a decoded one).
 RESUMABLE = ("train.max_steps", "train.progress", "train.log_every_steps", "train.ckpt_every_steps",
-             "train.keep_last", "data.num_workers", "data.cache_frames", "eval")
+             "train.keep_last", "train.cpus", "data.num_workers", "data.cache_frames", "eval")
 
 
 def config_changes(old: Config, new: Config) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tgsemi import checkpoint, distributed
+from tgsemi import checkpoint, cpus, distributed
 from tgsemi.config import Config, config_changes, config_from_dict, save_config
 from tgsemi.data import bad_inputs
 from tgsemi.data.bad_inputs import BadInputs
+from tgsemi.data.batch_aug import StrongViews
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.datasets import EpochSampler, EvalDataset, FrameCache, LabeledDataset, UnlabeledDataset
 from tgsemi.errors import ConfigError, NonFiniteLossError
@@ -82,9 +82,10 @@ def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
 class Loaders:
     """Seeded, resumable loaders; item randomness comes from the sampler (see datasets.py)."""
 
-    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...]):
+    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...], workers: int):
         d, t = cfg.data, cfg.train
         self.cfg, self.world, self.rank = cfg, distributed.world_size(), distributed.rank()
+        self.workers = workers  # data.num_workers resolved (cpus.plan)
         common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
                       allow_outside_root=d.allow_outside_root)
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
@@ -94,7 +95,11 @@ class Loaders:
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
         self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_aug=d.strong_aug,
                                           strong_level=d.strong_level, tg_fill=d.tg_fill,
-                                          strong_ops_tg=d.strong_ops_tg, **train_aug, **common)
+                                          strong_ops_tg=d.strong_ops_tg, strong_on=d.strong_on, **train_aug,
+                                          **common)
+        # strong_on=batch: the unlabeled batch's strong views are built on the training device
+        self.strong_views = StrongViews(streams, d.strong_level, d.tg_fill, d.strong_ops_tg, cfg.seed,
+                                        self.rank) if d.strong_on == "batch" else None
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
         self.train_eval = EvalDataset(d.root, splits.train, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop,
                                       **common) if t.precise_bn_data == "train" else None
@@ -106,7 +111,7 @@ class Loaders:
                                world_size=self.world, stream=stream)
         gen = torch.Generator().manual_seed(self.cfg.seed)  # keeps the global RNG untouched by workers
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=gen,
-                          num_workers=self.cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
+                          num_workers=self.workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False)
 
     def precise_bn_batches(self) -> Iterator[dict]:
@@ -120,9 +125,19 @@ class Loaders:
         sampler = EpochSampler(len(self.train_eval), self.cfg.seed, stream=2, rank=self.rank, world_size=self.world)
         indices = [i for i, _ in sampler]  # the validation pipeline draws nothing: the item seeds go unused
         loader = DataLoader(self.train_eval, batch_size=self.cfg.train.batch_size, sampler=indices, drop_last=True,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=self.workers)
         for batch in loader:  # one view per clip: (B, 1, C, T, H, W) -> (B, C, T, H, W)
             yield {k: v[:, 0] if k in ("rgb", "tg") else v for k, v in batch.items()}
+
+    def on_device(self, lab: dict, unl: dict | None, device: torch.device, step: int) -> tuple[dict, dict | None]:
+        """The step's batches on the training device, each view copied as the loader pinned it
+        (``model_inputs`` joins them there); with ``strong_on=batch`` the strong views are built there."""
+        lab = {k: v.to(device, non_blocking=True) for k, v in lab.items()}
+        if unl is None:
+            return lab, None
+        if self.strong_views is not None:
+            return lab, self.strong_views(unl, device, step)
+        return lab, {k: v.to(device, non_blocking=True) for k, v in unl.items()}
 
     def labeled_batches(self, pos: Position) -> Iterator[dict]:
         """Endless: a new shuffled pass whenever one ends."""
@@ -254,10 +269,10 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     run_dir = Path(run_dir)
     distributed.setup()
     device = pick_device(cfg.train.device)
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # leave the cores the data workers use: oversubscribed small convs run several times slower
-        cores = len(os.sched_getaffinity(0)) // max(distributed.world_size(), 1)
-        torch.set_num_threads(max(1, cores - cfg.data.num_workers))
+    # threads leave the workers their CPUs, counted under a container's quota: oversubscribed
+    # small convs run several times slower, and threads throttled by a quota stall together
+    budget = cpus.plan(cfg.train.cpus, cfg.data.num_workers, cfg.data.cache_frames)
+    torch.set_num_threads(budget.threads)  # PyTorch's own count under OMP_NUM_THREADS
     main = distributed.is_main()
     ckpt_dir = run_dir / "checkpoints"
     resume = checkpoint.load(ckpt_dir / checkpoint.LAST) if (ckpt_dir / checkpoint.LAST).exists() else None
@@ -275,7 +290,7 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     streams = cfg.streams()
     splits = build_splits(cfg.data, cfg.seed)
     bad = BadInputs(cfg.data.max_bad_fraction, run_dir / "bad_inputs.jsonl")
-    loaders = Loaders(cfg, splits, bad, streams)
+    loaders = Loaders(cfg, splits, bad, streams, budget.workers)
     if not method.uses_unlabeled:
         loaders.b_u = 0
     num_classes = len(splits.class_names)
@@ -288,9 +303,11 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
         net = convert_sync_batchnorm(net, device)
     if main:
         bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-        log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips",
+        log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
+                 "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
                  run_dir, cfg.method, device, distributed.world_size(), ", ".join(sorted(bn)),
-                 cfg.train.precise_bn_batches, cfg.train.precise_bn_data)
+                 cfg.train.precise_bn_batches, cfg.train.precise_bn_data, budget.cpus, budget.source,
+                 budget.threads, budget.threads_source, budget.workers)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
                                 weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
     pos = Position()
@@ -336,6 +353,7 @@ def train(cfg: Config, run_dir: str | Path) -> TwoStream:
             lr = lr_at(pos.step, cfg, spe, distributed.world_size())
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            lab, unl = loaders.on_device(lab, unl, device, pos.step)
             inputs = {s: to_device(x, device, cfg.train.channels_last)
                       for s, x in model_inputs(method, streams, lab, unl).items()}
             n_l = lab["label"].shape[0]
@@ -389,6 +407,6 @@ def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device
                                cfg.train.channels_last)
             out[f"precise_bn/{s}/clips"] = clips * distributed.world_size()
             res = evaluate(stream_net, loaders.test, s, stream_net.fc.out_features, device,
-                           cfg.eval.batch_size, cfg.data.num_workers, amp, cfg.train.channels_last)
+                           cfg.eval.batch_size, loaders.workers, amp, cfg.train.channels_last)
             out.update({f"val/{s}/{k}": v for k, v in res.items() if k != "confusion"})
     return out

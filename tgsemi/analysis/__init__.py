@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from tgsemi import cpus
 from tgsemi.data.datasets import intra_op_threads
 from tgsemi.errors import TgsemiError
 from tgsemi.evaluate import metrics
@@ -58,7 +59,8 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
 
     Networks whose runs read the same videos the same way share one pass over
     the data. By default items are built in this process and the networks run
-    on its intra-op threads (``threads`` sets them): a DataLoader worker beside
+    on its intra-op threads (``threads`` sets them; default: the usable CPUs the
+    workers leave, as ``cpus.plan`` counts them): a DataLoader worker beside
     two OpenMP threads oversubscribes a 2-core machine (a pass over the demo test
     set cost 6x the CPU time), and one worker beside one thread made the demo's
     report take 66 s against 58 s. Returns, per view, ``evaluate.predict``'s dict:
@@ -71,7 +73,7 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
         datasets.setdefault(_data_key(ds), ds)
         groups.setdefault(_data_key(ds), []).append(i)
     out: list[dict] = [{} for _ in views]
-    with intra_op_threads(threads or torch.get_num_threads()):
+    with intra_op_threads(threads or cpus.plan(None, num_workers).threads):
         for key, members in groups.items():
             logits: dict[int, list] = {i: [] for i in members}
             pooled: dict[int, list] = {i: [] for i in members}

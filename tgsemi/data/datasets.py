@@ -21,37 +21,48 @@ from tgsemi.data.annotations import Sample, resolve_path
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.sampling import test_clip_indices, train_clip_indices
 from tgsemi.data.transforms import ReferenceStrongAug, StrongAug, WeakAug, normalize, test_crops
-from tgsemi.data.video import num_frames, read_frames
+from tgsemi.data.video import read_frames
 from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
 from tgsemi.tg import temporal_gradient
 
 MAX_REPLACEMENTS = 50
 
 
-def load_rgb_tg(path: Path, indices: np.ndarray, backend: str | None = None,
+def load_rgb_tg(path: Path, indices: np.ndarray | Callable[[int], np.ndarray], backend: str | None = None,
                 corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
                 short_side: int | None = None, cache: FrameCache | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames at ``indices`` and their TG (frame i minus raw frame i+1).
 
     Decodes the union of ``{i, i+1}`` in one pass (or takes it from ``cache``);
+    ``indices`` may be a function of the frame count (a clip sampler), called with
+    the count of the file opened for the frames, so that one open does both.
     ``corrupt`` (a test-time corruption) sees those raw frames before the TG is
     taken. ``short_side`` resizes the frames as ``WeakAug``'s first step would
     (antialiased bilinear), before the TG: resizing and TG are both linear, so
     this matches resizing the TG up to rounding (at most 1 apart), and the TG then
     costs a few times less. Returns two uint8 arrays of shape ``indices.shape + (H, W, 3)``.
     """
-    flat = indices.ravel()
-    need = np.union1d(flat, flat + 1)
+    idx = need = np.empty(0, dtype=int)
+
+    def pairs(total: int) -> np.ndarray:
+        nonlocal idx, need
+        idx = indices(total) if callable(indices) else indices
+        flat = idx.ravel()
+        need = np.union1d(flat, flat + 1)
+        return need
+
     if cache is not None and corrupt is None:  # a corruption needs the raw frames
-        frames = cache.video(path, backend, short_side)[need]
+        video = cache.video(path, backend, short_side)
+        frames = video[pairs(len(video))]
     else:
-        frames = read_frames(path, need, backend)
+        frames = read_frames(path, pairs, backend)
         if corrupt is not None:
             frames = corrupt(frames)
         frames = resize_frames(frames, short_side)
+    flat = idx.ravel()
     cur, nxt = frames[np.searchsorted(need, flat)], frames[np.searchsorted(need, flat + 1)]
     tg = temporal_gradient(np.stack([cur, nxt]))[0]
-    shape = indices.shape + cur.shape[1:]
+    shape = idx.shape + cur.shape[1:]
     return cur.reshape(shape), tg.reshape(shape)
 
 
@@ -80,7 +91,7 @@ class FrameCache:
     def video(self, path: Path, backend: str | None, short_side: int | None) -> np.ndarray:
         key = (path, short_side)
         if key not in self._videos:
-            frames = read_frames(path, np.arange(num_frames(path, backend)), backend)
+            frames = read_frames(path, np.arange, backend)  # every frame, counted in the same open
             self._videos[key] = resize_frames(frames, short_side)
         return self._videos[key]
 
@@ -144,18 +155,18 @@ class _ClipDataset(Dataset):
 
     def _frames(self, i: int, rng: np.random.Generator | None, num_clips: int,
                 corrupt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        path, sample = self.paths[i], self.samples[i]
-        if sample.total_frames:
-            n = sample.total_frames
-        elif self.cache is not None:
-            n = len(self.cache.video(path, self.backend, self.resize))
-        else:
-            n = num_frames(path, self.backend)
-        if rng is None:
-            idx = test_clip_indices(n, self.clip_len, self.frame_interval, num_clips)
-        else:
-            idx = train_clip_indices(n, self.clip_len, self.frame_interval, num_clips, rng)
-        return load_rgb_tg(path, idx, self.backend, corrupt, self.resize, self.cache)
+        path, listed = self.paths[i], self.samples[i].total_frames
+
+        def clip_indices(total: int) -> np.ndarray:
+            if rng is None:
+                return test_clip_indices(total, self.clip_len, self.frame_interval, num_clips)
+            return train_clip_indices(total, self.clip_len, self.frame_interval, num_clips, rng)
+
+        # Without a listed count the sampler runs on the count of the file opened for
+        # the frames: one open per item. With one it draws first, so that a file that
+        # fails to open leaves ``rng`` where it always did for the replacement draw.
+        return load_rgb_tg(path, clip_indices(listed) if listed else clip_indices, self.backend, corrupt,
+                           self.resize, self.cache)
 
     def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
         for _ in range(MAX_REPLACEMENTS):
@@ -213,17 +224,22 @@ class UnlabeledDataset(LabeledDataset):
     The strong views of RGB and TG are drawn independently. ``tg_fill`` is what the TG
     view's geometric ops leave uncovered: 127, TG's "no change", where a black fill would
     paint motion edges along the borders (the reference fills with 0). ``strong_ops_tg``
-    can restrict the TG view's ops (None: all of them, as for RGB).
+    can restrict the TG view's ops (None: all of them, as for RGB). ``strong_on="batch"``
+    leaves the strong views and normalisation to the training device (batch_aug.StrongViews):
+    an item is then its uint8 ``(T, C, H, W)`` weak views ``rgb_w``, ``tg_w`` and the label.
     """
 
     def __init__(self, *args, strong_aug: str = "randaugment", strong_level: float = 0.9, tg_fill: int = 127,
-                 strong_ops_tg: Sequence[str] | None = None, **kw):
+                 strong_ops_tg: Sequence[str] | None = None, strong_on: str = "item", **kw):
         super().__init__(*args, **kw)
+        self.strong_on = strong_on
         self.strong = strong_augmentation(strong_aug, strong_level, fill=0)
         self.strong_tg = strong_augmentation(strong_aug, strong_level, tg_fill, strong_ops_tg)
 
     def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
         rgb, tg = self.weak(rgb, tg)
+        if self.strong_on == "batch":
+            return {"rgb_w": rgb, "tg_w": tg, "label": label}
         return {
             "rgb_w": normalize(rgb), "tg_w": normalize(tg),
             "rgb_s": normalize(self.strong(rgb)), "tg_s": normalize(self.strong_tg(tg)),

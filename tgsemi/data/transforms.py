@@ -71,6 +71,40 @@ REFERENCE_OPS: tuple[str, ...] = (
     "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
 )
 CUTOUT_FILL = 128  # imgaug Cutout's default grey, whatever the geometric fill
+GEOMETRIC_OPS = REFERENCE_OPS[:5]  # first in the table, so a clip's geometric ops come before the others
+
+
+def reference_affine(name: str, level: float, sign: int, h: int, w: int
+                     ) -> tuple[float, list[float], list[float]]:
+    """``(angle, translate, shear)`` of ``F.affine`` for a geometric op of ``REFERENCE_OPS`` on
+    ``h`` x ``w`` frames (see ``apply_reference_op`` for the conventions)."""
+    shear = sign * 17.19 * level
+    move = sign * 0.2 * level
+    angle, translate, shears = 0.0, [0.0, 0.0], [0.0, 0.0]
+    if name == "ShearX":
+        shears = [shear, 0.0]
+    elif name == "ShearY":
+        shears = [0.0, -shear]
+    elif name == "TranslateX":
+        translate = [move * w, 0.0]  # sub-pixel, as imgaug's percent translation
+    elif name == "TranslateY":
+        translate = [0.0, move * h]
+    elif name == "Rotate":
+        angle = sign * 30.0 * level
+    else:
+        raise ValueError(f"{name!r} is not one of the geometric ops {list(GEOMETRIC_OPS)}")
+    return angle, translate, shears
+
+
+def reference_cutout_box(level: float, centre: tuple[float, float], h: int, w: int) -> tuple[int, int, int, int]:
+    """``(y1, x1, y2, x2)``, the Cutout square on ``h`` x ``w`` frames; empty when ``x2 <= x1`` or
+    ``y2 <= y1``. imgaug: the centre is uniform over the image, so the square may hang over an edge
+    and be clipped; "squared" takes the side from the height; corners are truncated with int()."""
+    half = 0.2 * level * h / 2
+    x, y = centre[0] * w, centre[1] * h
+    x1, x2 = (min(max(int(v), 0), w) for v in (x - half, x + half))
+    y1, y2 = (min(max(int(v), 0), h) for v in (y - half, y + half))
+    return y1, x1, y2, x2
 
 
 def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: int = 1, fill: int = 0,
@@ -86,21 +120,8 @@ def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: 
     Statistics (contrast mean, autocontrast range, equalize histogram) are per frame, as imgaug
     applying one deterministic augmenter to each frame computes them.
     """
-    if name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
-        h, w = clip.shape[-2:]
-        shear = sign * 17.19 * level
-        move = sign * 0.2 * level
-        angle, translate, shears = 0.0, [0.0, 0.0], [0.0, 0.0]
-        if name == "ShearX":
-            shears = [shear, 0.0]
-        elif name == "ShearY":
-            shears = [0.0, -shear]
-        elif name == "TranslateX":
-            translate = [move * w, 0.0]  # sub-pixel, as imgaug's percent translation
-        elif name == "TranslateY":
-            translate = [0.0, move * h]
-        else:
-            angle = sign * 30.0 * level
+    if name in GEOMETRIC_OPS:
+        angle, translate, shears = reference_affine(name, level, sign, *clip.shape[-2:])
         # F.affine's own ``fill`` weights an edge pixel's in-image share twice, imgaug's cv2 once
         # (whole-image PSNR 45 instead of 63 dB on the goldens); zero padding blends once, so we
         # shift ``fill`` to 0 instead.
@@ -132,13 +153,7 @@ def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: 
     if name == "Invert":
         return F.invert(clip)
     if name == "Cutout":
-        # imgaug: the centre is uniform over the image, so the square may hang over an edge and be
-        # clipped; "squared" takes the side from the height; corners are truncated with int().
-        h, w = clip.shape[-2:]
-        half = 0.2 * level * h / 2
-        x, y = centre[0] * w, centre[1] * h
-        x1, x2 = (min(max(int(v), 0), w) for v in (x - half, x + half))
-        y1, y2 = (min(max(int(v), 0), h) for v in (y - half, y + half))
+        y1, x1, y2, x2 = reference_cutout_box(level, centre, *clip.shape[-2:])
         if x2 <= x1 or y2 <= y1:
             return clip
         return F.erase(clip, y1, x1, y2 - y1, x2 - x1, torch.tensor(CUTOUT_FILL, dtype=clip.dtype))
@@ -202,7 +217,9 @@ def normalize(clip: torch.Tensor) -> torch.Tensor:
 
     Reorders while still uint8 (a quarter of the bytes of a float copy) and
     converts inside the subtraction: 2.9x faster than converting first on the
-    channels-last views the augmentations return, 1.2x on contiguous ones.
+    channels-last views the augmentations return, 1.2x on contiguous ones. Runs on
+    ``clip``'s device (``data.strong_on=batch`` normalises on the training device).
     """
     x = clip.transpose(-4, -3).contiguous()
-    return (x - MEAN[:, None, None, None]).div_(STD[:, None, None, None])
+    mean, std = (s.to(x.device)[:, None, None, None] for s in (MEAN, STD))
+    return (x - mean).div_(std)

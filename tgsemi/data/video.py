@@ -3,6 +3,9 @@
 ``read_frames(path, indices)`` is the one entry point. A TG clip needs the pairs
 ``{i_k, i_k + 1}``, so every reader decodes the sorted unique indices in one pass
 and the caller gets them back in the order (and multiplicity) it asked for.
+``indices`` may be a function of the frame count (a clip sampler): every reader
+calls it with the count once the file is open, so sampling from a video whose
+count the list does not give costs one open, not two.
 
 Damaged input must fail loudly: a truncated file's header still reports every
 frame, and FFmpeg's MPEG-4 decoder *conceals* bitstream damage, returning frames
@@ -19,7 +22,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +31,9 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from tgsemi.errors import ConfigError, VideoReadError
+
+Indices = Sequence[int] | np.ndarray
+Chooser = Callable[[int], list[int]]  # frame count -> sorted unique frames to decode
 
 
 class PyAVReader:
@@ -58,7 +64,9 @@ class PyAVReader:
                 if not container.streams.video:
                     raise VideoReadError(path, "has no video stream")
                 stream = container.streams.video[0]
-                stream.codec_context.thread_count = 1  # parallelism comes from DataLoader workers
+                # one thread per item on purpose: parallelism comes from DataLoader workers, sized to
+                # the CPUs granted (cpus.plan); decoder threads on top would oversubscribe them
+                stream.codec_context.thread_count = 1
                 stream.codec_context.options = {"err_detect": "explode"}
                 yield container, stream
         except av.FFmpegError as e:
@@ -91,9 +99,9 @@ class PyAVReader:
         with self._open(path) as (_, stream):
             return self._frame_count(path, stream)
 
-    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+    def read(self, path: Path, choose: Chooser) -> np.ndarray:
         with self._open(path) as (container, stream):
-            _check_range(path, wanted, self._frame_count(path, stream))
+            wanted = _wanted(path, choose, self._frame_count(path, stream))
             packets = [p for p in container.demux(stream) if p.size]  # ~1 ms for a UCF clip
             self._check_against_index(path, stream, packets)
             stamps = [p.pts if p.pts is not None else p.dts for p in packets]
@@ -165,19 +173,19 @@ class DecordReader:
         import decord
 
         try:
-            return decord.VideoReader(str(path), num_threads=1)
+            return decord.VideoReader(str(path), num_threads=1)  # on purpose, as in PyAVReader._open
         except (RuntimeError, decord.DECORDError) as e:
             raise VideoReadError(path, f"decord cannot open it: {str(e).splitlines()[0]}") from e
 
     def num_frames(self, path: Path) -> int:
         return len(self._open(path))
 
-    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+    def read(self, path: Path, choose: Chooser) -> np.ndarray:
         import decord
 
         with _captured_stderr() as log:
             reader = self._open(path)
-            _check_range(path, wanted, len(reader))
+            wanted = _wanted(path, choose, len(reader))
             try:
                 frames = reader.get_batch(wanted).asnumpy()
             except (RuntimeError, decord.DECORDError) as e:
@@ -190,7 +198,12 @@ class DecordReader:
 
 
 class TorchCodecReader:
-    """torchcodec (optional): exact frame-number seeking in C++."""
+    """torchcodec (optional): exact frame-number seeking in C++.
+
+    Known limits (0.17), hence not the default: it cannot set ``err_detect`` nor
+    expose packets, so concealed MPEG-4 damage comes back as frames without an
+    error; in AVI files with B-frames it returns each frame one index late.
+    """
 
     module = "torchcodec"
 
@@ -199,6 +212,7 @@ class TorchCodecReader:
         from torchcodec.decoders import VideoDecoder
 
         try:
+            # one thread on purpose, as in PyAVReader._open
             return VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=1)
         except (RuntimeError, ValueError) as e:
             raise VideoReadError(path, f"torchcodec cannot open it: {e}") from e
@@ -206,9 +220,9 @@ class TorchCodecReader:
     def num_frames(self, path: Path) -> int:
         return len(self._open(path))
 
-    def read(self, path: Path, wanted: list[int]) -> np.ndarray:
+    def read(self, path: Path, choose: Chooser) -> np.ndarray:
         decoder = self._open(path)
-        _check_range(path, wanted, len(decoder))
+        wanted = _wanted(path, choose, len(decoder))
         try:
             return decoder.get_frames_at(indices=wanted).data.permute(0, 2, 3, 1).numpy()
         except (RuntimeError, IndexError) as e:
@@ -217,9 +231,13 @@ class TorchCodecReader:
 
 BACKENDS = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
 # Fastest first: pyav decodes UCF-style XviD 1.3-2.2x and the synthetic set 2x
-# faster than decord (docs/benchmarks.md, "Data pipeline"); torchcodec is not
-# installed here and unmeasured.
-PREFERENCE = ("pyav", "torchcodec", "decord")
+# faster than decord (docs/benchmarks.md, "Data pipeline"). torchcodec 0.17 (with
+# FFmpeg 5.1, 2026-12-01) decodes as fast as pyav, not faster: 798 against 832
+# demo clips per CPU-second, 182 against 160 UCF-like GOP-12 ones, 74 against 75
+# GOP-250 ones. It comes last because it fails the damage checks: it returns
+# concealed frames of damaged MPEG-4 without an error, and frame i - 1 for i in
+# AVI files with B-frames (tests/test_video.py).
+PREFERENCE = ("pyav", "decord", "torchcodec")
 
 
 @functools.cache
@@ -251,10 +269,13 @@ def _reader(backend: str | None):
     return BACKENDS[name]()
 
 
-def _check_range(path: Path, wanted: list[int], total: int) -> None:
+def _wanted(path: Path, choose: Chooser, total: int) -> list[int]:
+    """``choose(total)``, checked against the frame count the open file reports."""
+    wanted = choose(total)
     if wanted[0] < 0 or wanted[-1] >= total:
         bad = wanted[0] if wanted[0] < 0 else wanted[-1]
         raise VideoReadError(path, f"frame index {bad} out of range: it has {total} frames")
+    return wanted
 
 
 def _count_rawframes(folder: Path, prefix: str) -> int:
@@ -264,9 +285,9 @@ def _count_rawframes(folder: Path, prefix: str) -> int:
     return count
 
 
-def _read_rawframes(folder: Path, wanted: list[int], prefix: str) -> np.ndarray:
+def _read_rawframes(folder: Path, choose: Chooser, prefix: str) -> np.ndarray:
     """MMAction2 rawframe folder: ``{prefix}00001.jpg`` is frame 0."""
-    _count_rawframes(folder, prefix)
+    wanted = choose(_count_rawframes(folder, prefix))
     files = [folder / f"{prefix}{i + 1:05d}.jpg" for i in wanted]
     absent = [f.name for f in files if not f.is_file()]
     if absent:
@@ -289,27 +310,52 @@ def num_frames(path: str | Path, backend: str | None = None, prefix: str = "img_
 
 def read_frames(
     path: str | Path,
-    indices: Sequence[int] | np.ndarray,
+    indices: Indices | Callable[[int], Indices],
     backend: str | None = None,
     prefix: str = "img_",
 ) -> np.ndarray:
     """Frames ``indices`` (0-based, any order, repeats allowed) as uint8 ``(N, H, W, 3)`` RGB.
 
-    A directory is read as a rawframe folder (``prefix`` selects e.g. precomputed
-    ``tempgrad_`` frames); a file with ``backend`` (default: ``default_backend()``).
+    ``indices`` may instead be a function of the frame count, called once with
+    the count the open file reports (as ``num_frames`` would return it): counting
+    and decoding then take one open of the file. A directory is read as a rawframe
+    folder (``prefix`` selects e.g. precomputed ``tempgrad_`` frames); a file with
+    ``backend`` (default: ``default_backend()``).
     """
     path = Path(path)
+    if not callable(indices):
+        indices = _checked_indices(indices)  # bad arguments fail before the file is looked at
+    _check_exists(path)
+    request = _Request(indices)
+    if path.is_dir():
+        frames = _read_rawframes(path, request, prefix)
+    else:
+        frames = _reader(backend).read(path, request)
+    return frames[request.order]
+
+
+def _checked_indices(indices: Indices) -> np.ndarray:
     indices = np.asarray(indices)
     if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
         raise ValueError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
-    _check_exists(path)
-    wanted, order = np.unique(indices, return_inverse=True)
-    wanted = wanted.tolist()
-    if path.is_dir():
-        frames = _read_rawframes(path, wanted, prefix)
-    else:
-        frames = _reader(backend).read(path, wanted)
-    return frames[order]
+    return indices
+
+
+class _Request:
+    """A reader's ``Chooser``: the sorted unique frames to decode, from the caller's
+    indices or its function of the frame count, and ``order``, which puts the
+    decoded frames back in the caller's order and multiplicity."""
+
+    def __init__(self, indices: np.ndarray | Callable[[int], Indices]):
+        self.indices = indices
+        self.order = np.empty(0, dtype=np.intp)
+
+    def __call__(self, total: int) -> list[int]:
+        indices = self.indices
+        if callable(indices):
+            indices = _checked_indices(indices(total))
+        wanted, self.order = np.unique(indices, return_inverse=True)
+        return wanted.tolist()
 
 
 def _check_exists(path: Path) -> None:

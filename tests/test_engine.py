@@ -130,7 +130,7 @@ def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
 
 def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), f"data.root={tiny_root}", "train.max_steps=4",
            "train.batch_size=2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -148,7 +148,7 @@ def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the
               "data.labeled_fraction=0.5", "data.clip_len=4", "data.frame_interval=2", "data.resize=32",
               "data.crop=28", "data.num_workers=0", "model.width=8", "model.projection_dim=16",
               "train.max_steps=3", "train.batch_size=2", "train.progress=false", "train.channels_last=false"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), "--preset", "ucf101_20pct", *shrink]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

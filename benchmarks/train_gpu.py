@@ -1,13 +1,13 @@
 """End-to-end training speed with the data loading included, and the wall time it projects.
 
 ``train_step.py`` times the step on random tensors; this drives the engine's own
-pieces (``Loaders``, ``model_inputs``, ``train_step``) over real video files, so
+pieces (``Loaders``, ``train_step``) over real video files, so
 decoding, augmentation and the host-to-device copy compete with the step as in
 ``engine.train``. The model is ``ucf101_20pct``'s tg_fixmatch (224² crops,
 mmaction layout, the reference strong augmentation, bf16 on CUDA,
 channels_last_3d) at a per-GPU batch and at the one-GPU global batch (5 + 5 and
 40 + 40 clips by default). Per step it separates the wait for the next batch,
-the host-to-device copy (``Loaders.on_device``: each pinned view is copied, then
+the host-to-device copy (``Loaders.step_inputs``: each pinned view is copied, then
 joined on the device; with ``data.strong_on=batch`` the strong views are built there)
 and ``train_step`` (all with ``torch.cuda.synchronize``; the engine
 itself synchronises every step when it checks the loss is finite), then times
@@ -45,11 +45,10 @@ from tgsemi.data import synth
 from tgsemi.data.annotations import read_list, write_list
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.build import build_splits
-from tgsemi.data.datasets import intra_op_threads
-from tgsemi.engine import Loaders, Position, lr_at, model_inputs, pick_device, train_step
-from tgsemi.evaluate import to_device
-from tgsemi.methods import Batch, get_method
+from tgsemi.engine import Loaders, lr_at, train_step
+from tgsemi.methods import get_method
 from tgsemi.models import create_model
+from tgsemi.runtime import intra_op_threads, pick_device, use_amp
 
 PRESET = "ucf101_20pct"
 UCF101_TRAIN = 9537  # clips in UCF-101 split 1's train list: the unlabeled pool
@@ -102,11 +101,12 @@ def _sync(device: torch.device) -> None:
 def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
     """``warmup + steps`` steps fed by the loaders (the last ``steps`` timed), then ``steps``
     more on the last batch, already on the device. The model, optimiser, AMP and batch are set
-    up as ``engine.train`` does (inline there); the unlabeled loss is on, as after its warm-up."""
+    up as ``engine.setup`` and ``engine.one_step`` do; the unlabeled loss is on, as after its warm-up."""
     method, streams = get_method(cfg.method), cfg.streams()
     splits = build_splits(cfg.data, cfg.seed)
     budget = cpus.plan(cfg.train.cpus, cfg.data.num_workers, cfg.data.cache_frames)
-    loaders = Loaders(cfg, splits, BadInputs(cfg.data.max_bad_fraction), streams, budget.workers)
+    loaders = Loaders(cfg, splits, BadInputs(cfg.data.max_bad_fraction), streams, budget.workers,
+                      method.uses_unlabeled)
     if warmup + steps > loaders.steps_per_epoch:
         raise SystemExit(f"{warmup + steps} steps do not fit in one epoch of {loaders.steps_per_epoch}: raise --pool")
     torch.manual_seed(cfg.seed)
@@ -117,22 +117,18 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
     optimizer = torch.optim.SGD(net.parameters(), lr=lr_at(0, cfg, loaders.steps_per_epoch, 1),
                                 momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                                 fused=device.type == "cuda")
-    amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
+    amp = use_amp(cfg.train.amp, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times: dict[str, list[float]] = {"data_wait_s": [], "to_device_s": [], "compute_s": []}
-    nonfinite, pos = 0, Position()
-    labeled, unlabeled = loaders.labeled_batches(pos), loaders.unlabeled_batches(pos)
+    nonfinite = 0
+    labeled, unlabeled = loaders.labeled_batches(0, 0), loaders.unlabeled_batches(0, 0)
     with intra_op_threads(budget.threads):  # the training process's threads, as engine.train sets them
         for i in range(warmup + steps):
             t0 = time.perf_counter()
-            lab, unl = next(labeled), next(unlabeled)
+            (_, lab), unl = next(labeled), next(unlabeled)
             t1 = time.perf_counter()
-            lab, unl = loaders.on_device(lab, unl, device, i)
-            inputs = {s: to_device(x, device, cfg.train.channels_last)
-                      for s, x in model_inputs(method, streams, lab, unl).items()}
-            batch = Batch(y=lab["label"].to(device), n_l=len(lab["label"]), n_u=len(unl["label"]),
-                          y_u=unl["label"].to(device), unlabeled_on=True)
+            inputs, batch = loaders.step_inputs(lab, unl, device, i, unlabeled_on=True)
             _sync(device)
             t2 = time.perf_counter()
             nonfinite += not train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[0].isfinite()

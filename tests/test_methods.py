@@ -4,11 +4,15 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
-from tgsemi import distributed
-from tgsemi.config import LossConfig, ModelConfig
+from tgsemi import checkpoint, distributed
+from tgsemi.config import LossConfig, ModelConfig, load_config
 from tgsemi.distributed import all_gather_with_grad
-from tgsemi.methods import METHODS, Batch, get_method
+from tgsemi.engine import train
+from tgsemi.errors import ConfigError
+from tgsemi.methods import METHODS, Batch, Method, get_method, register
+from tgsemi.methods.base import accuracy, split, to_floats
 from tgsemi.models import StreamOutput, create_model
 
 K = 20  # classes
@@ -332,11 +336,47 @@ def test_every_parameter_gets_gradient_from_a_real_step(name):
 
 
 def test_method_registry():
-    assert set(METHODS) == {"supervised", "fixmatch", "tg_fixmatch"}
-    assert [(m.uses_unlabeled, m.needs_projection) for m in map(get_method, METHODS)] == [
-        (False, False), (True, False), (True, True)]
+    assert list(METHODS) == ["supervised", "fixmatch", "tg_fixmatch"]  # table order
+    assert [(m.label, m.role, m.uses_unlabeled, m.needs_projection) for m in METHODS.values()] == [
+        ("Supervised", "Supervised", False, False), ("FixMatch", "Baseline", True, False),
+        ("TG-FixMatch", "Ours", True, True)]
+    assert [m.streams_for("tg") for m in METHODS.values()] == [("tg",), ("tg",), ("rgb", "tg")]
     with pytest.raises(ValueError, match="tg_fixmatch"):
         get_method("mean_teacher")
+    with pytest.raises(ValueError, match="already registered"):
+        register(METHODS["fixmatch"])
+
+
+@pytest.fixture
+def toy() -> list[list[str]]:
+    """A method added through the registry alone (no file of the package names it), removed after the
+    test; yields the streams each call of its loss received."""
+    seen: list[list[str]] = []
+
+    def toy_loss(out, batch, cfg, gather):
+        seen.append(sorted(out))
+        labeled, _, _ = split(out["rgb"].logits.float(), batch)
+        terms = {"sup": F.cross_entropy(labeled, batch.y, label_smoothing=0.1)}
+        return terms, to_floats({"train_acc": accuracy(labeled, batch.y)})
+
+    register(Method(name="toy", label="Toy", role="Supervised", loss=toy_loss, streams=("rgb",)))
+    yield seen
+    del METHODS["toy"]
+
+
+def test_a_registered_method_is_valid_in_the_config_and_trains(toy, tiny_root, tmp_path):
+    cfg = load_config("synthetic_tiny", [f"data.root={tiny_root}", "method=toy", "train.max_steps=2",
+                                         "model.modality=tg"])
+    assert cfg.streams() == ("rgb",)  # the method's streams win over model.modality
+    train(cfg, tmp_path)
+    assert toy == [["rgb"], ["rgb"]]
+    assert checkpoint.load(tmp_path)["position"]["step"] == 2
+
+
+def test_an_unregistered_method_is_a_config_error_listing_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"(?m)^  method: .*unknown method 'toy'; choose from supervised, "
+                                          r"fixmatch, tg_fixmatch$"):
+        load_config(None, ["method=toy"])
 
 
 # ---- differentiable all-gather ----

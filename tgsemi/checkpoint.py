@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from tgsemi.errors import CheckpointError
-
-LAST = "last.pt"
+from tgsemi.runfiles import LAST, RunPaths
 
 
 def rng_state() -> dict:
@@ -57,8 +56,9 @@ def save(state: dict, ckpt_dir: Path, step: int, keep_last: int = 3) -> Path:
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; any failure is a CheckpointError."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / LAST if (path / "checkpoints").is_dir() else path / LAST
+    if path.is_dir():  # a run folder, or a folder of checkpoints
+        run = RunPaths(path)
+        path = run.last if run.checkpoints.is_dir() else path / LAST
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
     try:

@@ -7,7 +7,7 @@ choices, the valid values) instead of hours into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import yaml
 from omegaconf import OmegaConf
@@ -15,6 +15,9 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tgsemi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tgsemi.methods import Method
 
 PRESET_DIR = Path(__file__).parent / "configs"
 RandAugmentOp = Literal[  # torchvision's RandAugment ops (tests check the two lists agree)
@@ -190,7 +193,7 @@ class EvalConfig(_Strict):
 
 
 class Config(_Strict):
-    method: Literal["supervised", "fixmatch", "tg_fixmatch"] = "tg_fixmatch"
+    method: str = "tg_fixmatch"  # a name in the registry, tgsemi.methods.METHODS
     seed: int = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -198,9 +201,23 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        """Checked against the registry, not a fixed list: registering a method makes it valid."""
+        _method(name)  # its ValueError lists the registered names
+        return name
+
     def streams(self) -> tuple[str, ...]:
-        """Networks this method trains: both for tg_fixmatch, else the chosen modality."""
-        return ("rgb", "tg") if self.method == "tg_fixmatch" else (self.model.modality,)
+        """Networks this method trains: those its ``Method`` names, else the chosen modality."""
+        return _method(self.method).streams_for(self.model.modality)
+
+
+def _method(name: str) -> Method:
+    """The registry entry, imported on first use: the methods import this module for their config."""
+    from tgsemi.methods import get_method
+
+    return get_method(name)
 
 
 def preset_names() -> list[str]:

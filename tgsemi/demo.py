@@ -1,4 +1,4 @@
-"""The main job: synthetic data -> supervised, FixMatch and TG-FixMatch -> report.
+"""The main job: synthetic data -> every registered method (supervised, FixMatch, TG-FixMatch) -> report.
 
 On the synthetic set, classes are defined by motion while appearance (scene,
 object, colours, shared within a group of clips; train and test groups disjoint)
@@ -15,10 +15,8 @@ from tgsemi import checkpoint
 from tgsemi.config import Config, config_changes, config_from_dict, load_config
 from tgsemi.data.synth import RECIPE, make_dataset, recipe
 from tgsemi.engine import train
+from tgsemi.methods import METHODS, get_method
 from tgsemi.runs import eval_run, load_run
-
-METHODS = ("supervised", "fixmatch", "tg_fixmatch")
-LABELS = {"supervised": "Supervised (RGB)", "fixmatch": "FixMatch (RGB)", "tg_fixmatch": "TG-FixMatch (RGB)"}
 
 
 def ensure_data(data_dir: Path, preset: str) -> Path:
@@ -49,7 +47,7 @@ def stale(run_dir: Path, cfg: Config) -> str | None:
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str | Path | None = None,
              seeds: list[int] | None = None) -> Path:
-    """Train the three methods (one run per seed), evaluate them, write ``out/report.md``."""
+    """Train every registered method (one run per seed), evaluate them, write ``out/report.md``."""
     out = Path(out)
     preset = "tiny" if quick else "demo"
     data = ensure_data(Path(data_dir or f"data/{'demo-quick' if quick else 'demo'}"), preset)
@@ -77,7 +75,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str |
 def accuracy_table(results: list[dict]) -> str:
     lines = ["| method | seed | top-1 | top-5 | mean class | videos scored | failed |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {LABELS[r['method']]} | {r['seed']} | {r['top1']:.1f} | {r['top5']:.1f} "
+        lines.append(f"| {get_method(r['method']).label} (RGB) | {r['seed']} | {r['top1']:.1f} | {r['top5']:.1f} "
                      f"| {r['mean_class']:.1f} | {r['scored']} | {r['failed']} |")
     return "\n".join(lines)
 

@@ -4,8 +4,12 @@ An epoch is one pass over the unlabeled pool; the labeled loader cycles and
 reshuffles on every pass. The loop knows nothing about losses: it builds the
 batched inputs ``[labeled | weak | strong]`` per stream, runs the model once,
 hands the outputs to ``method.loss`` and steps the optimiser. Everything that
-decides the next step (weights, optimiser, step, data position, RNG) is in the
+decides the next step (weights, optimiser, ``Position``, RNG) is in the
 checkpoint, so a resumed run on CPU ends with bit-identical weights.
+
+``train`` reads as torchvision's ``train_one_epoch``: ``setup`` builds or restores
+the run, ``one_step`` trains a step, ``save_checkpoint`` and ``TrainLog`` record it,
+and only the loop advances the ``Position``.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -31,18 +35,20 @@ from tgsemi.data.batch_aug import StrongViews
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.datasets import EpochSampler, EvalDataset, FrameCache, LabeledDataset, UnlabeledDataset
 from tgsemi.errors import ConfigError, NonFiniteLossError
-from tgsemi.evaluate import autocast, evaluate, to_device
+from tgsemi.evaluate import evaluate
 from tgsemi.methods import Batch, Method, get_method
 from tgsemi.models import TwoStream, create_model
 from tgsemi.models.r3d import bn_groups, split_batchnorm
 from tgsemi.models.sync_bn import convert_sync_batchnorm
+from tgsemi.runfiles import RunPaths, parse_jsonl
+from tgsemi.runtime import autocast, pick_device, to_device, use_amp
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Position:
-    """Where the data streams are: restored from a checkpoint to resume exactly."""
+    """Where training is: restored from a checkpoint to resume exactly, advanced by the loop alone."""
 
     step: int = 0
     epoch: int = 0
@@ -50,13 +56,14 @@ class Position:
     labeled_pass: int = 0
     labeled_batches: int = 0  # labeled batches consumed in this pass
 
+    def advance(self, labeled_at: tuple[int, int]) -> None:
+        """A step is done; ``labeled_at`` is where its labeled batch left that stream (pass, batches)."""
+        self.step += 1
+        self.epoch_batches += 1
+        self.labeled_pass, self.labeled_batches = labeled_at
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", distributed.local_rank())
-    return torch.device("cpu")
+    def next_epoch(self) -> None:
+        self.epoch, self.epoch_batches = self.epoch + 1, 0
 
 
 def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
@@ -82,9 +89,10 @@ def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
 class Loaders:
     """Seeded, resumable loaders; item randomness comes from the sampler (see datasets.py)."""
 
-    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...], workers: int):
+    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...], workers: int,
+                 uses_unlabeled: bool):
         d, t = cfg.data, cfg.train
-        self.cfg, self.world, self.rank = cfg, distributed.world_size(), distributed.rank()
+        self.cfg, self.streams, self.world, self.rank = cfg, streams, distributed.world_size(), distributed.rank()
         self.workers = workers  # data.num_workers resolved (cpus.plan)
         common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
                       allow_outside_root=d.allow_outside_root)
@@ -103,8 +111,9 @@ class Loaders:
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
         self.train_eval = EvalDataset(d.root, splits.train, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop,
                                       **common) if t.precise_bn_data == "train" else None
-        self.b_u = t.batch_size * t.mu
-        self.steps_per_epoch = max(len(self.unlabeled) // (max(self.b_u, t.batch_size) * self.world), 1)
+        # an epoch has as many steps for every method: one pass over the pool in batches of B x mu
+        self.steps_per_epoch = max(len(self.unlabeled) // (max(t.batch_size * t.mu, t.batch_size) * self.world), 1)
+        self.b_u = t.batch_size * t.mu if uses_unlabeled else 0
 
     def loader(self, dataset, batch: int, stream: int, epoch: int, start_batch: int) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.cfg.seed, epoch, start_batch * batch, rank=self.rank,
@@ -139,28 +148,41 @@ class Loaders:
             return lab, self.strong_views(unl, device, step)
         return lab, {k: v.to(device, non_blocking=True) for k, v in unl.items()}
 
-    def labeled_batches(self, pos: Position) -> Iterator[dict]:
-        """Endless: a new shuffled pass whenever one ends."""
-        while True:
-            for batch in self.loader(self.labeled, self.cfg.train.batch_size, 0, pos.labeled_pass,
-                                      pos.labeled_batches):
-                pos.labeled_batches += 1
-                yield batch
-            pos.labeled_pass, pos.labeled_batches = pos.labeled_pass + 1, 0
+    def step_inputs(self, lab: dict, unl: dict | None, device: torch.device, step: int,
+                    unlabeled_on: bool) -> tuple[dict[str, torch.Tensor], Batch]:
+        """What step ``step`` (0-based) trains on: the model's input per stream, and the loss's view of
+        the clips (``unlabeled_on``: the unlabeled loss counts)."""
+        lab, unl = self.on_device(lab, unl, device, step)
+        inputs = {s: to_device(x, device, self.cfg.train.channels_last)
+                  for s, x in model_inputs(self.streams, lab, unl).items()}
+        n_u = 0 if unl is None else unl["label"].shape[0]
+        batch = Batch(y=lab["label"].to(device), n_l=lab["label"].shape[0], n_u=n_u,
+                      y_u=unl["label"].to(device) if n_u else None, unlabeled_on=unlabeled_on)
+        return inputs, batch
 
-    def unlabeled_batches(self, pos: Position) -> Iterator[dict | None]:
-        """One epoch's unlabeled batches (``None`` for methods without unlabeled data)."""
+    def labeled_batches(self, labeled_pass: int, done: int) -> Iterator[tuple[tuple[int, int], dict]]:
+        """Endless, from batch ``done`` of pass ``labeled_pass`` on: a new shuffled pass whenever one
+        ends. Each batch comes with where it leaves the labeled stream: (pass, batches read in it)."""
+        while True:
+            for batch in self.loader(self.labeled, self.cfg.train.batch_size, 0, labeled_pass, done):
+                done += 1
+                yield (labeled_pass, done), batch
+            labeled_pass, done = labeled_pass + 1, 0
+
+    def unlabeled_batches(self, epoch: int, done: int) -> Iterator[dict | None]:
+        """The rest of epoch ``epoch``'s unlabeled batches after the first ``done``
+        (``None`` for methods without unlabeled data)."""
         if self.b_u == 0:
-            yield from (None for _ in range(pos.epoch_batches, self.steps_per_epoch))
+            yield from (None for _ in range(done, self.steps_per_epoch))
             return
-        loader = self.loader(self.unlabeled, self.b_u, 1, pos.epoch, pos.epoch_batches)
-        for _, batch in zip(range(pos.epoch_batches, self.steps_per_epoch), loader):
+        loader = self.loader(self.unlabeled, self.b_u, 1, epoch, done)
+        for _, batch in zip(range(done, self.steps_per_epoch), loader):
             yield batch
 
 
-def model_inputs(method: Method, streams: tuple[str, ...], lab: dict, unl: dict | None) -> dict[str, torch.Tensor]:
+def model_inputs(streams: tuple[str, ...], lab: dict, unl: dict | None) -> dict[str, torch.Tensor]:
     """Per stream: ``cat(labeled, weak, strong)`` so BN statistics mix all clips (docs/method.md section 3)."""
-    if unl is None or not method.uses_unlabeled:
+    if unl is None:
         return {s: lab[s] for s in streams}
     return {s: torch.cat([lab[s], unl[f"{s}_w"], unl[f"{s}_s"]]) for s in streams}
 
@@ -192,22 +214,67 @@ def precise_bn(net: nn.Module, loader: Iterable[dict], modality: str, device: to
     return clips
 
 
-class MetricsLog:
-    """``metrics.jsonl`` (+ TensorBoard). On resume, lines the resumed run will
-    write again are dropped so no step appears twice."""
+@dataclass(frozen=True)
+class Training:
+    """What ``setup`` builds for a run. Training changes the weights and the optimiser's state
+    in place; what else changes is the ``Position``, which the loop keeps."""
 
-    def __init__(self, run_dir: Path, resume_step: int, enabled: bool):
-        self.enabled, self.path = enabled, run_dir / "metrics.jsonl"
-        if not enabled:
+    cfg: Config
+    paths: RunPaths
+    method: Method
+    loaders: Loaders
+    net: TwoStream  # the networks: saved, evaluated and returned
+    model: nn.Module  # what a step runs: ``net``, wrapped for DDP and compiled if asked
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    amp: bool
+    class_names: list[str]
+    total: int  # the step training ends at
+
+
+class StepResult(NamedTuple):
+    """One step's outcome, kept as tensors: ``TrainLog`` reads them out only on the steps it records."""
+
+    lr: float
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]  # detached
+    diagnostics: dict[str, float]
+
+
+class TrainLog:
+    """``metrics.jsonl``, TensorBoard and the progress bar (on the main process). On resume, lines
+    the resumed run will write again are dropped so no step appears twice."""
+
+    def __init__(self, t: Training, pos: Position):
+        self.enabled, self.path, self.cfg, self.total = distributed.is_main(), t.paths.metrics, t.cfg, t.total
+        self.steps_per_epoch = t.loaders.steps_per_epoch
+        self.bar = tqdm(total=t.total, initial=pos.step, desc=t.cfg.method, dynamic_ncols=True,
+                        disable=not (self.enabled and t.cfg.train.progress))
+        if self.enabled:
+            if self.path.exists():
+                kept = [r for r in parse_jsonl(self.path.read_text()) if _kept(r, pos.step)]
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                tmp.replace(self.path)  # a kill right now must not empty the log
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(t.paths.tensorboard, purge_step=pos.step + 1 if pos.step else None)
+        self.t_last = time.perf_counter()
+
+    def step(self, pos: Position, r: StepResult) -> None:
+        """Count the step; every ``train.log_every_steps`` steps and at the last one, record it."""
+        self.bar.update(1)
+        every = self.cfg.train.log_every_steps
+        if pos.step % every and pos.step != self.total:
             return
-        if self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if _kept(ln, resume_step)]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            tmp.replace(self.path)  # a kill right now must not empty the log
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(run_dir / "tb", purge_step=resume_step + 1 if resume_step else None)
+        values = {f"loss/{k}": float(v) for k, v in r.terms.items()}
+        values.update({"loss": float(r.loss), "lr": r.lr, "epoch": pos.step / self.steps_per_epoch,
+                       **r.diagnostics})
+        now = time.perf_counter()
+        values["sec_per_step"] = (now - self.t_last) / every
+        self.t_last = now
+        self.write(pos.step, values)
+        self.bar.set_postfix({k: f"{values[k]:.3g}" for k in ("loss", "mask_rate", "train_acc") if k in values})
 
     def write(self, step: int, values: dict) -> None:
         if not self.enabled:
@@ -220,20 +287,17 @@ class MetricsLog:
                 self.tb.add_scalar(k, v, step)
 
     def close(self) -> None:
+        self.bar.close()
         if self.enabled:
             self.tb.close()
 
 
-def _kept(line: str, resume_step: int) -> bool:
-    """Whether a metrics line survives a resume at ``resume_step``: training records
+def _kept(record: dict, resume_step: int) -> bool:
+    """Whether a metrics record survives a resume at ``resume_step``: training records
     up to that step; evaluation records only before it, because the resumed run
     evaluates at that step again (end of epoch, or the final evaluation)."""
-    try:
-        record = json.loads(line)
-        step = int(record["step"])
-    except (ValueError, KeyError, TypeError):
-        return False  # a torn last line from a killed run
-    return step < resume_step or (step == resume_step and "loss" in record)
+    step = record.get("step")
+    return isinstance(step, int) and (step < resume_step or (step == resume_step and "loss" in record))
 
 
 def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor], batch: Batch,
@@ -266,147 +330,162 @@ def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor]
 def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     """Train (or resume) the run in ``run_dir``; returns the trained networks
     (also saved as ``run_dir/checkpoints/last.pt``)."""
-    run_dir = Path(run_dir)
+    t, pos = setup(cfg, RunPaths(run_dir))
+    if pos.step >= t.total:  # finished already: re-running the command changes nothing
+        return t.net
+    logged = TrainLog(t, pos)
+    labeled = t.loaders.labeled_batches(pos.labeled_pass, pos.labeled_batches)
+    while pos.step < t.total:
+        for unl in t.loaders.unlabeled_batches(pos.epoch, pos.epoch_batches):
+            if pos.step >= t.total:
+                break
+            labeled_at, lab = next(labeled)
+            result = one_step(t, pos, lab, unl)
+            pos.advance(labeled_at)
+            logged.step(pos, result)
+            if pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < t.total:
+                save_checkpoint(t, pos)
+        else:  # the epoch's unlabeled batches are used up
+            pos.next_epoch()
+            if pos.step < t.total:
+                end_epoch(t, pos, logged)
+    logged.write(pos.step, validate(t))
+    save_checkpoint(t, pos)
+    if distributed.is_main():
+        t.paths.bad_inputs.write_text(json.dumps(bad_inputs.collect(t.paths.bad_inputs_log), indent=1))
+    logged.close()
+    return t.net
+
+
+def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
+    """Everything the run trains with, and where it starts: from its last checkpoint if it has one."""
     distributed.setup()
     device = pick_device(cfg.train.device)
     # threads leave the workers their CPUs, counted under a container's quota: oversubscribed
     # small convs run several times slower, and threads throttled by a quota stall together
     budget = cpus.plan(cfg.train.cpus, cfg.data.num_workers, cfg.data.cache_frames)
     torch.set_num_threads(budget.threads)  # PyTorch's own count under OMP_NUM_THREADS
-    main = distributed.is_main()
-    ckpt_dir = run_dir / "checkpoints"
-    resume = checkpoint.load(ckpt_dir / checkpoint.LAST) if (ckpt_dir / checkpoint.LAST).exists() else None
-    if resume is not None and (changed := config_changes(config_from_dict(resume["config"]), cfg)):
-        # resuming would mix two recipes in one set of weights, under the new config.yaml
-        raise ConfigError(f"{ckpt_dir / checkpoint.LAST} was trained with other settings ({'; '.join(changed)}): "
-                          f"run the same command to resume it, or give a new --out "
-                          f"(or delete {ckpt_dir} to train this run again)")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+    resume = _resumable(paths, cfg)
+    if distributed.is_main():
+        paths.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, paths.config)
 
     torch.manual_seed(cfg.seed)
     method = get_method(cfg.method)
     streams = cfg.streams()
     splits = build_splits(cfg.data, cfg.seed)
-    bad = BadInputs(cfg.data.max_bad_fraction, run_dir / "bad_inputs.jsonl")
-    loaders = Loaders(cfg, splits, bad, streams, budget.workers)
-    if not method.uses_unlabeled:
-        loaders.b_u = 0
-    num_classes = len(splits.class_names)
-
-    net = create_model(cfg.model, num_classes, streams, method.needs_projection).to(device)
-    amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
-    if cfg.train.channels_last:
-        net = net.to(memory_format=torch.channels_last_3d)
-    if distributed.world_size() > 1 and cfg.train.sync_bn:
-        net = convert_sync_batchnorm(net, device)
-    if main:
-        bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-        log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
-                 "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
-                 run_dir, cfg.method, device, distributed.world_size(), ", ".join(sorted(bn)),
-                 cfg.train.precise_bn_batches, cfg.train.precise_bn_data, budget.cpus, budget.source,
-                 budget.threads, budget.threads_source, budget.workers)
+    bad = BadInputs(cfg.data.max_bad_fraction, paths.bad_inputs_log)
+    loaders = Loaders(cfg, splits, bad, streams, budget.workers, method.uses_unlabeled)
+    net = _networks(cfg, method, streams, len(splits.class_names), device)
+    if distributed.is_main():
+        _log_start(paths, cfg, device, net, budget)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
                                 weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
-    pos = Position()
-    if resume is not None:
-        net.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        pos = Position(**resume["position"])
-        checkpoint.set_rng_state(resume["rng"][distributed.rank()] if isinstance(resume["rng"], list)
-                                 else resume["rng"])
-        log.info("resuming %s at step %d", run_dir, pos.step)
+    pos = Position() if resume is None else _restore(resume, net, optimizer, paths)
     model: nn.Module = net
     if distributed.world_size() > 1:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         model = torch.compile(model)
-
-    spe = loaders.steps_per_epoch
-    total = int(cfg.train.epochs * spe)
+    total = int(cfg.train.epochs * loaders.steps_per_epoch)
     if cfg.train.max_steps is not None:
         total = min(total, cfg.train.max_steps)
-    if pos.step >= total:  # finished already: re-running the command changes nothing
-        return net
-    metrics = MetricsLog(run_dir, pos.step, main)
-    bar = tqdm(total=total, initial=pos.step, desc=f"{cfg.method}", disable=not (main and cfg.train.progress),
-               dynamic_ncols=True)
-    labeled = loaders.labeled_batches(pos)
-    t_last = time.perf_counter()
+    return Training(cfg=cfg, paths=paths, method=method, loaders=loaders, net=net, model=model, optimizer=optimizer,
+                    device=device, amp=use_amp(cfg.train.amp, device), class_names=splits.class_names,
+                    total=total), pos
 
-    def save_ckpt() -> None:
-        rngs = distributed.all_gather_object(checkpoint.rng_state())
-        if main:
-            checkpoint.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                             "position": vars(pos).copy(), "rng": rngs, "config": cfg.model_dump(),
-                             "class_names": splits.class_names, "scaler": None},
-                            ckpt_dir, pos.step, cfg.train.keep_last)
-        distributed.barrier()
 
-    while pos.step < total:
-        for unl in loaders.unlabeled_batches(pos):
-            if pos.step >= total:
-                break
-            lab = next(labeled)
-            lr = lr_at(pos.step, cfg, spe, distributed.world_size())
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            lab, unl = loaders.on_device(lab, unl, device, pos.step)
-            inputs = {s: to_device(x, device, cfg.train.channels_last)
-                      for s, x in model_inputs(method, streams, lab, unl).items()}
-            n_l = lab["label"].shape[0]
-            n_u = unl["label"].shape[0] if unl is not None and method.uses_unlabeled else 0
-            batch = Batch(y=lab["label"].to(device), n_l=n_l, n_u=n_u,
-                          y_u=unl["label"].to(device) if n_u else None,
-                          unlabeled_on=pos.step / spe >= cfg.loss.unlabeled_warmup_epochs)
-            loss, terms, diag = train_step(model, method, inputs, batch, optimizer, cfg, amp, device)
-            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
-            if bad_terms:
-                if cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {pos.step + 1} in term(s) {', '.join(bad_terms)}; "
-                        f"the last good checkpoint in {ckpt_dir} is intact (train.on_nonfinite=skip skips such steps)")
-                log.warning("skipped step %d: non-finite loss term(s) %s", pos.step + 1, bad_terms)
-            pos.step += 1
-            pos.epoch_batches += 1
-            bar.update(1)
-            if pos.step % cfg.train.log_every_steps == 0 or pos.step == total:
-                values = {f"loss/{k}": float(v) for k, v in terms.items()}
-                values.update({"loss": float(loss), "lr": lr, "epoch": pos.step / spe, **diag})
-                dt = time.perf_counter() - t_last
-                values["sec_per_step"] = dt / cfg.train.log_every_steps
-                t_last = time.perf_counter()
-                metrics.write(pos.step, values)
-                bar.set_postfix({k: f"{values[k]:.3g}" for k in ("loss", "mask_rate", "train_acc") if k in values})
-            if pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < total:
-                save_ckpt()
-        else:
-            pos.epoch, pos.epoch_batches = pos.epoch + 1, 0
-            if pos.epoch % max(int(cfg.train.eval_every_epochs), 1) == 0 and pos.step < total:
-                metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
-            if cfg.train.ckpt_every_epochs and pos.epoch % cfg.train.ckpt_every_epochs == 0 and pos.step < total:
-                save_ckpt()
-    bar.close()
-    metrics.write(pos.step, validate(net, loaders, cfg, device, amp))
-    save_ckpt()
-    if main:
-        (run_dir / "bad_inputs.json").write_text(json.dumps(bad_inputs.collect(bad.log_path), indent=1))
-    metrics.close()
+def _resumable(paths: RunPaths, cfg: Config) -> dict | None:
+    """The run's last checkpoint, if it has one, unless ``cfg`` would train it on with other settings."""
+    if not paths.last.exists():
+        return None
+    resume = checkpoint.load(paths.last)
+    if changed := config_changes(config_from_dict(resume["config"]), cfg):
+        # resuming would mix two recipes in one set of weights, under the new config.yaml
+        raise ConfigError(f"{paths.last} was trained with other settings ({'; '.join(changed)}): "
+                          f"run the same command to resume it, or give a new --out "
+                          f"(or delete {paths.checkpoints} to train this run again)")
+    return resume
+
+
+def _networks(cfg: Config, method: Method, streams: tuple[str, ...], num_classes: int,
+              device: torch.device) -> TwoStream:
+    net = create_model(cfg.model, num_classes, streams, method.needs_projection).to(device)
+    if cfg.train.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    if distributed.world_size() > 1 and cfg.train.sync_bn:
+        net = convert_sync_batchnorm(net, device)
     return net
 
 
-def validate(net: TwoStream, loaders: Loaders, cfg: Config, device: torch.device, amp: bool) -> dict:
+def _log_start(paths: RunPaths, cfg: Config, device: torch.device, net: TwoStream, budget: cpus.CpuPlan) -> None:
+    """One line that says how the run is set up: what the config asked for, as this machine resolved it."""
+    bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
+             "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
+             paths.root, cfg.method, device, distributed.world_size(), ", ".join(sorted(bn)),
+             cfg.train.precise_bn_batches, cfg.train.precise_bn_data, budget.cpus, budget.source,
+             budget.threads, budget.threads_source, budget.workers)
+
+
+def _restore(resume: dict, net: TwoStream, optimizer: torch.optim.Optimizer, paths: RunPaths) -> Position:
+    """Weights, optimiser and this rank's RNG as the checkpoint left them. Keys it does not read
+    are ignored, such as the always-None ``scaler`` of checkpoints from earlier versions."""
+    net.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    rng = resume["rng"]
+    checkpoint.set_rng_state(rng[distributed.rank()] if isinstance(rng, list) else rng)
+    pos = Position(**resume["position"])
+    log.info("resuming %s at step %d", paths.root, pos.step)
+    return pos
+
+
+def one_step(t: Training, pos: Position, lab: dict, unl: dict | None) -> StepResult:
+    """Train step ``pos.step`` (0-based) on a labeled and an unlabeled batch from the loaders."""
+    lr = lr_at(pos.step, t.cfg, t.loaders.steps_per_epoch, distributed.world_size())
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    unlabeled_on = pos.step / t.loaders.steps_per_epoch >= t.cfg.loss.unlabeled_warmup_epochs
+    inputs, batch = t.loaders.step_inputs(lab, unl, t.device, pos.step, unlabeled_on)
+    loss, terms, diag = train_step(t.model, t.method, inputs, batch, t.optimizer, t.cfg, t.amp, t.device)
+    bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+    if bad_terms:
+        if t.cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl
+            raise NonFiniteLossError(
+                f"non-finite loss at step {pos.step + 1} in term(s) {', '.join(bad_terms)}; the last good "
+                f"checkpoint in {t.paths.checkpoints} is intact (train.on_nonfinite=skip skips such steps)")
+        log.warning("skipped step %d: non-finite loss term(s) %s", pos.step + 1, bad_terms)
+    return StepResult(lr, loss, terms, diag)
+
+
+def save_checkpoint(t: Training, pos: Position) -> None:
+    """The main process writes what resuming needs, with every rank's RNG state; all ranks wait for it."""
+    rngs = distributed.all_gather_object(checkpoint.rng_state())
+    if distributed.is_main():
+        checkpoint.save({"model": t.net.state_dict(), "optimizer": t.optimizer.state_dict(),
+                         "position": vars(pos).copy(), "rng": rngs, "config": t.cfg.model_dump(),
+                         "class_names": t.class_names}, t.paths.checkpoints, pos.step, t.cfg.train.keep_last)
+    distributed.barrier()
+
+
+def end_epoch(t: Training, pos: Position, logged: TrainLog) -> None:
+    """Validation every ``train.eval_every_epochs`` epochs, a checkpoint every ``train.ckpt_every_epochs``."""
+    if pos.epoch % max(int(t.cfg.train.eval_every_epochs), 1) == 0:
+        logged.write(pos.step, validate(t))
+    if t.cfg.train.ckpt_every_epochs and pos.epoch % t.cfg.train.ckpt_every_epochs == 0:
+        save_checkpoint(t, pos)
+
+
+def validate(t: Training) -> dict:
     """PreciseBN, then 1-clip centre-crop accuracy of every stream. Runs under a
     forked RNG so that evaluating never changes the training that follows."""
-    out = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for s, stream_net in net.nets.items():
-            clips = precise_bn(stream_net, loaders.precise_bn_batches(), s, device, cfg.train.precise_bn_batches,
+    cfg, out = t.cfg, {}
+    with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):
+        for s, stream_net in t.net.nets.items():
+            clips = precise_bn(stream_net, t.loaders.precise_bn_batches(), s, t.device, cfg.train.precise_bn_batches,
                                cfg.train.channels_last)
             out[f"precise_bn/{s}/clips"] = clips * distributed.world_size()
-            res = evaluate(stream_net, loaders.test, s, stream_net.fc.out_features, device,
-                           cfg.eval.batch_size, loaders.workers, amp, cfg.train.channels_last)
+            res = evaluate(stream_net, t.loaders.test, s, stream_net.fc.out_features, t.device,
+                           cfg.eval.batch_size, t.loaders.workers, t.amp, cfg.train.channels_last)
             out.update({f"val/{s}/{k}": v for k, v in res.items() if k != "confusion"})
     return out

@@ -3,7 +3,6 @@ accuracy and the confusion matrix. Videos that cannot be decoded are counted
 and reported, never silently left out of the denominator's story."""
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable
 
 import numpy as np
@@ -13,18 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tgsemi.data.datasets import EvalDataset
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast where asked for (by default on CUDA only)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
+from tgsemi.runtime import autocast, to_device
 
 
 @torch.no_grad()

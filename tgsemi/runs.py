@@ -19,6 +19,7 @@ from tgsemi.data.datasets import EvalDataset
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
+from tgsemi.runfiles import RunPaths
 
 
 @dataclass
@@ -57,15 +58,13 @@ class Run:
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """A run folder, its ``checkpoints/`` folder, or a checkpoint file -> Run in eval mode."""
-    path = Path(path)
     ckpt = checkpoint.load(path, map_location="cpu")
     cfg = config_from_dict(ckpt["config"])
     method = get_method(cfg.method)
     model = create_model(cfg.model, len(ckpt["class_names"]), cfg.streams(), method.needs_projection)
     model.load_state_dict(ckpt["model"])
-    run_dir = path if path.is_dir() and (path / "checkpoints").is_dir() else (
-        path.parent.parent if path.parent.name == "checkpoints" else path.parent)
-    return Run(run_dir, cfg, model.to(device).eval(), list(ckpt["class_names"]), ckpt["position"]["step"])
+    return Run(RunPaths.named_by(path).root, cfg, model.to(device).eval(), list(ckpt["class_names"]),
+               ckpt["position"]["step"])
 
 
 def eval_run(run: Run, split: str = "test", clips: int = 1, crops: int = 1, modality: str | None = None,

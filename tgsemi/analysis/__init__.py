@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tgsemi import cpus
-from tgsemi.data.datasets import intra_op_threads
 from tgsemi.errors import TgsemiError
 from tgsemi.evaluate import metrics
+from tgsemi.methods import METHODS, get_method
 from tgsemi.runs import Run, load_run
+from tgsemi.runtime import intra_op_threads
 
 View = tuple[Run, str]  # a run and the stream ("rgb" or "tg") of the network to analyse
-ROLES = {"supervised": "Supervised", "fixmatch": "Baseline", "tg_fixmatch": "Ours"}  # in table order
+ROLES = {name: m.role for name, m in METHODS.items()}  # report.py's table order: the registry at import
 
 
 def as_runs(runs: Sequence[Run | str | Path]) -> list[Run]:
@@ -43,7 +44,7 @@ def views_of(runs: Sequence[Run], modality: str | None = None) -> list[View]:
 
 def labels(views: Sequence[View]) -> list[str]:
     """Paper-style names ("Ours-RGB"); the run's folder name is added where two would clash."""
-    names = [f"{ROLES[run.cfg.method]}-{modality.upper()}" for run, modality in views]
+    names = [f"{get_method(run.cfg.method).role}-{modality.upper()}" for run, modality in views]
     return [f"{n} ({run.name})" if names.count(n) > 1 else n for n, (run, _) in zip(names, views)]
 
 

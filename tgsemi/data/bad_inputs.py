@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from tgsemi.errors import TooManyBadInputsError
+from tgsemi.runfiles import parse_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,7 @@ class BadInputs:
 
 def _entries(text: str) -> dict[str, dict]:
     entries: dict[str, dict] = {}
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a killed process
+    for entry in parse_jsonl(text):  # without a line torn by a killed process
         entries.setdefault(entry["path"], entry)
     return entries
 

@@ -7,7 +7,6 @@ DataLoader workers, which is what makes an interrupted run resume exactly.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from tgsemi.data.sampling import test_clip_indices, train_clip_indices
 from tgsemi.data.transforms import ReferenceStrongAug, StrongAug, WeakAug, normalize, test_crops
 from tgsemi.data.video import read_frames
 from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
+from tgsemi.runtime import intra_op_threads
 from tgsemi.tg import temporal_gradient
 
 MAX_REPLACEMENTS = 50
@@ -98,22 +98,6 @@ class FrameCache:
 
 def _to_tchw(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-
-
-@contextmanager
-def intra_op_threads(n: int = 1) -> Iterator[None]:
-    """Run a block on ``n`` intra-op threads, then restore the count.
-
-    Items are built on one thread, as DataLoader workers do, also when
-    ``num_workers=0``: clip-sized ops only lose from more threads (RandAugment on
-    an 8x56x56 clip took 2.3 ms on one thread, 47 ms on two of a busy 2-core
-    machine), and an item then does not depend on the process's thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class EpochSampler(Sampler):

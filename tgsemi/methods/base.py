@@ -6,7 +6,7 @@ so every formula of docs/method.md section 3 is testable on plain tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,18 +30,29 @@ class Batch:
 
 
 LossFn = Callable[[dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, float]]]
+Role = Literal["Supervised", "Baseline", "Ours"]  # a method's part in the paper's comparison
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Method:
-    """``loss(outputs, batch, cfg, gather) -> (terms, diagnostics)``: the terms are weighted scalar
+    """Everything the package knows about a method. Config validation, the engine, the demo, the
+    reports and the widgets read it from the registry (``tgsemi.methods``) instead of listing methods.
+
+    ``loss(outputs, batch, cfg, gather) -> (terms, diagnostics)``: the terms are weighted scalar
     tensors summing to the total loss; diagnostics are floats (``train_acc``, ``mask_rate``,
     ``pl_acc`` — NaN when no confident clip has a known label)."""
 
-    name: str
-    uses_unlabeled: bool
-    needs_projection: bool
+    name: str  # the config's ``method`` value; names run folders
+    label: str  # how tables print it ("TG-FixMatch")
+    role: Role  # analysis names its networks "<role>-<STREAM>" ("Ours-RGB")
     loss: LossFn
+    streams: tuple[str, ...] | None = None  # the networks it trains; None: the one ``model.modality`` names
+    uses_unlabeled: bool = False  # the engine loads unlabeled clips (weak + strong views)
+    needs_projection: bool = False  # the model runs its projection heads
+
+    def streams_for(self, modality: str) -> tuple[str, ...]:
+        """The networks a run trains, given the config's ``model.modality``."""
+        return self.streams or (modality,)
 
 
 def split(t: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:

@@ -41,4 +41,4 @@ def fixmatch_loss(
     return fixmatch_terms([only_stream(out)], batch, cfg, gather)
 
 
-FIXMATCH = Method("fixmatch", uses_unlabeled=True, needs_projection=False, loss=fixmatch_loss)
+FIXMATCH = Method(name="fixmatch", label="FixMatch", role="Baseline", loss=fixmatch_loss, uses_unlabeled=True)

@@ -16,4 +16,4 @@ def supervised_loss(
     return {"sup": F.cross_entropy(labeled, batch.y)}, to_floats({"train_acc": accuracy(labeled, batch.y)})
 
 
-SUPERVISED = Method("supervised", uses_unlabeled=False, needs_projection=False, loss=supervised_loss)
+SUPERVISED = Method(name="supervised", label="Supervised", role="Supervised", loss=supervised_loss)

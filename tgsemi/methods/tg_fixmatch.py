@@ -63,4 +63,5 @@ def tg_fixmatch_loss(
     return terms, stats
 
 
-TG_FIXMATCH = Method("tg_fixmatch", uses_unlabeled=True, needs_projection=True, loss=tg_fixmatch_loss)
+TG_FIXMATCH = Method(name="tg_fixmatch", label="TG-FixMatch", role="Ours", loss=tg_fixmatch_loss,
+                     streams=("rgb", "tg"), uses_unlabeled=True, needs_projection=True)

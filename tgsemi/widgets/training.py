@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from tgsemi.config import Config
 from tgsemi.engine import train
+from tgsemi.methods import METHODS
 from tgsemi.widgets.images import figure_png
 from tgsemi.widgets.workspace import is_trained, mode, run_dir, train_config
 
@@ -75,8 +76,7 @@ class TrainingMonitor(widgets.VBox):
     def __init__(self, method: str = "tg_fixmatch", fraction: float | None = None, steps: int | None = None,
                  refresh_s: float = 1.0):
         m = mode()
-        self.method = widgets.Dropdown(options=["supervised", "fixmatch", "tg_fixmatch"], value=method,
-                                       description="method")
+        self.method = widgets.Dropdown(options=list(METHODS), value=method, description="method")
         self.fraction = widgets.FloatSlider(m["fraction"] if fraction is None else fraction, min=0.05, max=1.0,
                                             step=0.05, description="labeled", readout_format=".0%")
         self.steps = widgets.BoundedIntText(steps or m["steps"] or 0, min=0, max=10**6,

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 from tgsemi.config import Config, load_config
+from tgsemi.methods import METHODS
 from tgsemi.runs import Run, load_run
 
-METHODS = ("fixmatch", "tg_fixmatch")
 # Per mode: synthetic preset and folder (as `tgsemi demo` names them), training
 # preset, labeled fraction, training steps (None: the preset's full schedule).
 MODES = {
@@ -83,13 +83,14 @@ def load(path: str | Path) -> Run:
     return run
 
 
-def ensure_runs(methods: tuple[str, ...] = METHODS) -> dict[str, Run]:
+def ensure_runs(methods: tuple[str, ...] | None = None) -> dict[str, Run]:
     """Method -> trained run: the demo's ``<method>_seed0`` if present, else a
-    small one trained now (once; later notebooks reuse it)."""
+    small one trained now (once; later notebooks reuse it). By default the
+    methods that learn from unlabeled clips, which the notebooks compare."""
     from tgsemi.engine import train
 
     runs = {}
-    for method in methods:
+    for method in methods or [name for name, m in METHODS.items() if m.uses_unlabeled]:
         path = home() / mode()["demo_runs"] / f"{method}_seed0"
         if not is_trained(path):
             path = run_dir(method)

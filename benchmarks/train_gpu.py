@@ -128,7 +128,7 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
             t0 = time.perf_counter()
             (_, lab), unl = next(labeled), next(unlabeled)
             t1 = time.perf_counter()
-            inputs, batch = loaders.step_inputs(lab, unl, device, i, unlabeled_on=True)
+            inputs, batch, _ = loaders.step_inputs(lab, unl, device, i, unlabeled_on=True)
             _sync(device)
             t2 = time.perf_counter()
             nonfinite += not train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[0].isfinite()

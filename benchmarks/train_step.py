@@ -75,7 +75,7 @@ def bench(method_name: str, shape: str, device: torch.device, iters: int, compil
     model = torch.compile(net) if compile_ else net
     shape_in = (n, 3, cfg.data.clip_len, cfg.data.crop, cfg.data.crop)
     inputs = {s: torch.randn(shape_in, device=device).contiguous(memory_format=layout) for s in streams}
-    batch = Batch(y=torch.randint(0, 101, (n_l,), device=device), n_l=n_l, n_u=n_u, y_u=None, unlabeled_on=True)
+    batch = Batch(y=torch.randint(0, 101, (n_l,), device=device), n_l=n_l, n_u=n_u, unlabeled_on=True)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4, fused=device.type == "cuda")
     amp = amp and device.type == "cuda"
 

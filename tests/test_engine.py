@@ -181,9 +181,9 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
         net = create_model(cfg.model, 3, ("rgb",), projection=False)
         x = clips.clone()
         x[n_l + n_u:] *= scale  # only the strong views change
-        batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, y_u=None, unlabeled_on=True)
+        batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, unlabeled_on=True)
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
-        _, terms, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
+        _, terms, _, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
         sups.append(terms["sup"])
     assert torch.allclose(sups[0], sups[1]) == (split != "none")
 

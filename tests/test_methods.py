@@ -10,9 +10,9 @@ from tgsemi import checkpoint, distributed
 from tgsemi.config import LossConfig, ModelConfig, load_config
 from tgsemi.distributed import all_gather_with_grad
 from tgsemi.engine import train
-from tgsemi.errors import ConfigError
+from tgsemi.errors import ArgumentError, ConfigError
 from tgsemi.methods import METHODS, Batch, Method, get_method, register
-from tgsemi.methods.base import accuracy, split, to_floats
+from tgsemi.methods.base import accuracy, pseudo_label_accuracy, split, to_floats
 from tgsemi.models import StreamOutput, create_model
 
 K = 20  # classes
@@ -121,9 +121,7 @@ def one_hot_row(cls, a):
 
 def batch(n_l, n_u, on=True, seed=0):
     g = torch.Generator().manual_seed(seed + 100)
-    y_u = torch.randint(0, K, (n_u,), generator=g)
-    y_u[::3] = -1
-    return Batch(y=torch.randint(0, K, (n_l,), generator=g), n_l=n_l, n_u=n_u, y_u=y_u, unlabeled_on=on)
+    return Batch(y=torch.randint(0, K, (n_l,), generator=g), n_l=n_l, n_u=n_u, unlabeled_on=on)
 
 
 def rows(t):
@@ -134,9 +132,9 @@ def rows(t):
 
 def test_supervised_is_cross_entropy_on_labeled_clips():
     out, b = stream(5, 0, seed=1), batch(5, 0)
-    terms, diag = get_method("supervised").loss({"rgb": out}, b, LossConfig(), identity)
+    terms, diag, pseudo = get_method("supervised").loss({"rgb": out}, b, LossConfig(), identity)
     z, y = rows(out.logits), b.y.tolist()
-    assert set(terms) == {"sup"}
+    assert set(terms) == {"sup"} and pseudo is None
     assert terms["sup"].item() == pytest.approx(sum(ref_ce(z[i], y[i]) for i in range(5)) / 5, rel=1e-5)
     argmax = [max(range(K), key=z[i].__getitem__) for i in range(5)]
     assert diag["train_acc"] == pytest.approx(sum(a == t for a, t in zip(argmax, y)) / 5)
@@ -151,23 +149,24 @@ def test_fixmatch_matches_formula_and_uses_threshold_0_3():
     assert p_max_one_hot(2.2) > 0.3 > p_max_one_hot(2.0)
     n_l, n_u = 4, len(weak)
     out, b = stream(n_l, n_u, seed=2, weak=weak), batch(n_l, n_u)
-    b.y_u = torch.tensor([3, 4, -1, 6, 0, 8])
     cfg = LossConfig(unlabeled_weight=2.0)
-    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, cfg, identity)
+    terms, diag, pseudo = get_method("fixmatch").loss({"rgb": out}, b, cfg, identity)
 
     z, y = rows(out.logits), b.y.tolist()
     labels, mask = ref_pseudo(z[n_l:n_l + n_u], 0.3)
     assert mask == [True, False, True, False, True, False]
     assert terms["sup"].item() == pytest.approx(sum(ref_ce(z[i], y[i]) for i in range(n_l)) / n_l, rel=1e-5)
     assert terms["unlabeled"].item() == pytest.approx(2.0 * ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
-    assert diag["mask_rate"] == pytest.approx(3 / 6)
-    assert diag["pl_acc"] == pytest.approx(1 / 2)  # masked & known: clips 0 (right) and 4 (wrong)
+    assert diag["mask_rate"] == pytest.approx(3 / 6) and "pl_acc" not in diag  # the loss sees no hidden label
+    assert pseudo.tolist() == [label if m else -1 for label, m in zip(labels, mask)]
+    hidden = torch.tensor([3, 4, -1, 6, 0, 8])
+    assert pseudo_label_accuracy(pseudo, hidden) == pytest.approx(1 / 2)  # confident & known: 0 (right), 4 (wrong)
 
 
 def test_fixmatch_unlabeled_loss_is_zero_during_warmup_but_mask_is_logged():
     weak = [one_hot_row(1, 5.0), one_hot_row(2, 0.1)]
     out = stream(3, 2, seed=3, weak=weak)
-    terms, diag = get_method("fixmatch").loss({"tg": out}, batch(3, 2, on=False), LossConfig(), identity)
+    terms, diag, _ = get_method("fixmatch").loss({"tg": out}, batch(3, 2, on=False), LossConfig(), identity)
     assert terms["unlabeled"].item() == 0.0
     assert diag["mask_rate"] == pytest.approx(0.5)
     sum(terms.values()).backward()
@@ -182,9 +181,9 @@ def test_distribution_alignment_takes_confidence_from_the_class_the_batch_overpr
     plain = LossConfig(threshold=0.1)
     aligned = LossConfig(threshold=0.1, distribution_alignment=True)
 
-    _, diag = get_method("fixmatch").loss({"rgb": out}, b, plain, identity)
+    _, diag, _ = get_method("fixmatch").loss({"rgb": out}, b, plain, identity)
     assert diag["mask_rate"] == 1.0
-    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, aligned, identity)
+    terms, diag, _ = get_method("fixmatch").loss({"rgb": out}, b, aligned, identity)
     labels, mask = ref_aligned_pseudo(weak, 0.1)
     assert mask == [False, False, False, True]  # class 2 fills 3 of 4 clips: its pseudo-labels go
     assert diag["mask_rate"] == pytest.approx(1 / 4)
@@ -193,17 +192,16 @@ def test_distribution_alignment_takes_confidence_from_the_class_the_batch_overpr
     # the mean runs over every rank's clips: with another rank full of class 5, class 5 is the
     # one overpredicted, and the pseudo-labels swap
     other = torch.tensor([one_hot_row(5, 3.0)] * 4).softmax(dim=1)
-    terms, diag = get_method("fixmatch").loss({"rgb": out}, b, aligned, lambda t: torch.cat([other, t]))
+    terms, diag, _ = get_method("fixmatch").loss({"rgb": out}, b, aligned, lambda t: torch.cat([other, t]))
     labels, mask = ref_aligned_pseudo(weak, 0.1, rows(other))
     assert mask == [True, True, True, False]
     assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
 
 
-def test_fixmatch_pl_acc_is_nan_without_known_confident_labels():
+def test_pl_acc_is_nan_without_known_confident_labels():
     out, b = stream(2, 3, seed=4, weak=[one_hot_row(0, 9.0)] * 3), batch(2, 3)
-    b.y_u = torch.full((3,), -1)
-    _, diag = get_method("fixmatch").loss({"rgb": out}, b, LossConfig(), identity)
-    assert diag["mask_rate"] == 1.0 and math.isnan(diag["pl_acc"])
+    _, diag, pseudo = get_method("fixmatch").loss({"rgb": out}, b, LossConfig(), identity)
+    assert diag["mask_rate"] == 1.0 and math.isnan(pseudo_label_accuracy(pseudo, torch.full((3,), -1)))
 
 
 # ---- TG-FixMatch ----
@@ -229,7 +227,7 @@ def test_tg_fixmatch_matches_spec_formula():
     n_l, n_u, n = b.n_l, b.n_u, b.n_l + b.n_u
     cfg = LossConfig(unlabeled_weight=1.5, align_weight=0.7, align_stages=[0, 2, 3], contrast_weight=2.0,
                      temperature=0.4)
-    terms, diag = get_method("tg_fixmatch").loss(out, b, cfg, identity)
+    terms, diag, _ = get_method("tg_fixmatch").loss(out, b, cfg, identity)
     assert set(terms) == {"sup", "unlabeled", "align", "contrast"}
 
     z, u, y = rows(out["rgb"].logits), rows(out["tg"].logits), b.y.tolist()
@@ -256,7 +254,7 @@ def test_tg_fixmatch_matches_spec_formula():
 def test_tg_fixmatch_unlabeled_term_waits_for_warmup_other_terms_do_not():
     out, b = tg_pair()
     b.unlabeled_on = False
-    terms, diag = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    terms, diag, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
     assert terms["unlabeled"].item() == 0.0
     assert diag["mask_rate"] == pytest.approx(0.5)
     assert terms["align"].item() > 0 and terms["contrast"].item() > 0
@@ -265,7 +263,7 @@ def test_tg_fixmatch_unlabeled_term_waits_for_warmup_other_terms_do_not():
 def test_alignment_gradient_reaches_rgb_only():
     out, b = tg_pair()
     n = b.n_l + b.n_u
-    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    terms, _, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
     terms["align"].backward()
     for f, g in zip(out["rgb"].features, out["tg"].features):
         assert g.grad is None
@@ -277,7 +275,7 @@ def test_contrast_has_only_cross_modal_negatives():
     out, b = tg_pair(proj_dim=4)
     # duplicate RGB rows: intra-modal negatives (q_i . q_j) would now include a perfect match
     out["rgb"].projection = out["rgb"].projection.detach()[[0, 0, 1, 1, 2, 2, 3]].clone()
-    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    terms, _, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
     q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
     expected = 0.5 * (ref_nce(q, r, 0.5) + ref_nce(r, q, 0.5))
     assert terms["contrast"].item() == pytest.approx(expected, rel=1e-5)
@@ -289,7 +287,7 @@ def test_contrast_gathers_negatives_from_other_ranks(monkeypatch):
     other = torch.randn(n, 4, generator=torch.Generator().manual_seed(9))  # rank 0's rows
     monkeypatch.setattr(distributed, "rank", lambda: 1)
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    terms, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), lambda t: torch.cat([other, t]))
+    terms, _, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(), lambda t: torch.cat([other, t]))
     q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
     # the fake gather passes the already normalised rows of this rank after rank 0's raw rows
     other_rows = rows(other)
@@ -321,12 +319,12 @@ def test_every_parameter_gets_gradient_from_a_real_step(name):
     streams = ("rgb", "tg") if name == "tg_fixmatch" else ("tg",)
     model = create_model(ModelConfig(width=4, projection_dim=8), K, streams, method.needs_projection)
     n_l, n_u = 2, (2 if method.uses_unlabeled else 0)
-    b = Batch(y=torch.tensor([1, 2]), n_l=n_l, n_u=n_u, y_u=None, unlabeled_on=True)
+    b = Batch(y=torch.tensor([1, 2]), n_l=n_l, n_u=n_u, unlabeled_on=True)
     clips = torch.randn(n_l + 2 * n_u, 3, 2, 16, 16).to(memory_format=torch.channels_last_3d)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model({s: clips for s in streams}, n_project=(n_l + n_u) * method.needs_projection)
     cfg = LossConfig(threshold=0.0)  # every pseudo-label counts
-    terms, diag = method.loss(out, b, cfg, identity)
+    terms, diag, _ = method.loss(out, b, cfg, identity)
     total = sum(terms.values())
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()
@@ -341,7 +339,7 @@ def test_method_registry():
         ("Supervised", "Supervised", False, False), ("FixMatch", "Baseline", True, False),
         ("TG-FixMatch", "Ours", True, True)]
     assert [m.streams_for("tg") for m in METHODS.values()] == [("tg",), ("tg",), ("rgb", "tg")]
-    with pytest.raises(ValueError, match="tg_fixmatch"):
+    with pytest.raises(ArgumentError, match="tg_fixmatch"):  # a TgsemiError: the CLI prints it, no traceback
         get_method("mean_teacher")
     with pytest.raises(ValueError, match="already registered"):
         register(METHODS["fixmatch"])
@@ -357,7 +355,7 @@ def toy() -> list[list[str]]:
         seen.append(sorted(out))
         labeled, _, _ = split(out["rgb"].logits.float(), batch)
         terms = {"sup": F.cross_entropy(labeled, batch.y, label_smoothing=0.1)}
-        return terms, to_floats({"train_acc": accuracy(labeled, batch.y)})
+        return terms, to_floats({"train_acc": accuracy(labeled, batch.y)}), None
 
     register(Method(name="toy", label="Toy", role="Supervised", loss=toy_loss, streams=("rgb",)))
     yield seen

@@ -192,10 +192,10 @@ def poison(monkeypatch, step: int, term: str, value: float) -> None:
         method = get_method(name)
 
         def loss(*args):
-            terms, diag = method.loss(*args)
+            terms, diag, pseudo = method.loss(*args)
             if next(calls) == step:
                 terms[term] = terms[term] + value
-            return terms, diag
+            return terms, diag, pseudo
 
         return dataclasses.replace(method, loss=loss)
 

@@ -16,6 +16,7 @@ from tgsemi.config import Config, config_changes, config_from_dict, load_config
 from tgsemi.data.synth import RECIPE, make_dataset, recipe
 from tgsemi.engine import train
 from tgsemi.methods import METHODS, get_method
+from tgsemi.runfiles import RunPaths
 from tgsemi.runs import eval_run, load_run
 
 
@@ -34,7 +35,7 @@ def stale(run_dir: Path, cfg: Config) -> str | None:
     A run left by an older preset would make ``train`` refuse to resume; one trained on data
     rebuilt since (``ensure_data``) would resume as if current.
     """
-    last = run_dir / "checkpoints" / checkpoint.LAST
+    last = RunPaths(run_dir).last
     if not last.exists():
         return None
     changed = config_changes(config_from_dict(checkpoint.load(last)["config"]), cfg)

@@ -37,6 +37,7 @@ from tgsemi.data.datasets import EpochSampler, EvalDataset, FrameCache, LabeledD
 from tgsemi.errors import ConfigError, NonFiniteLossError
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import Batch, Method, get_method
+from tgsemi.methods.base import pseudo_label_accuracy
 from tgsemi.models import TwoStream, create_model
 from tgsemi.models.r3d import bn_groups, split_batchnorm
 from tgsemi.models.sync_bn import convert_sync_batchnorm
@@ -149,16 +150,17 @@ class Loaders:
         return lab, {k: v.to(device, non_blocking=True) for k, v in unl.items()}
 
     def step_inputs(self, lab: dict, unl: dict | None, device: torch.device, step: int,
-                    unlabeled_on: bool) -> tuple[dict[str, torch.Tensor], Batch]:
-        """What step ``step`` (0-based) trains on: the model's input per stream, and the loss's view of
-        the clips (``unlabeled_on``: the unlabeled loss counts)."""
+                    unlabeled_on: bool) -> tuple[dict[str, torch.Tensor], Batch, torch.Tensor | None]:
+        """What step ``step`` (0-based) trains on: the model's input per stream, the loss's view of
+        the clips (``unlabeled_on``: the unlabeled loss counts) and, kept from the loss, the hidden
+        labels of the unlabeled clips (-1: unknown; None without unlabeled clips) that score its
+        pseudo-labels."""
         lab, unl = self.on_device(lab, unl, device, step)
         inputs = {s: to_device(x, device, self.cfg.train.channels_last)
                   for s, x in model_inputs(self.streams, lab, unl).items()}
         n_u = 0 if unl is None else unl["label"].shape[0]
-        batch = Batch(y=lab["label"].to(device), n_l=lab["label"].shape[0], n_u=n_u,
-                      y_u=unl["label"].to(device) if n_u else None, unlabeled_on=unlabeled_on)
-        return inputs, batch
+        batch = Batch(y=lab["label"].to(device), n_l=lab["label"].shape[0], n_u=n_u, unlabeled_on=unlabeled_on)
+        return inputs, batch, unl["label"].to(device) if n_u else None
 
     def labeled_batches(self, labeled_pass: int, done: int) -> Iterator[tuple[tuple[int, int], dict]]:
         """Endless, from batch ``done`` of pass ``labeled_pass`` on: a new shuffled pass whenever one
@@ -302,17 +304,18 @@ def _kept(record: dict, resume_step: int) -> bool:
 
 def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor], batch: Batch,
                optimizer: torch.optim.Optimizer, cfg: Config, amp: bool, device: torch.device
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], torch.Tensor | None]:
     """Forward all clips once per stream, the method's losses, backward, clip, step.
 
     A step whose loss has a non-finite term is not applied (the caller decides
-    whether to stop or go on). Returns the loss, its terms (detached) and diagnostics.
+    whether to stop or go on). Returns the loss, its terms (detached), diagnostics and the
+    method's pseudo-labels (None if it has none).
     """
     model.train()
     groups = bn_groups(cfg.train.split_bn, batch.n_l, batch.n_u)
     with autocast(device, amp), split_batchnorm(model, groups, stats_rows=batch.n_l + batch.n_u):
         out = model(inputs, n_project=batch.n_l + batch.n_u if method.needs_projection else 0)
-    terms, diag = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
+    terms, diag, pseudo = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     finite = torch.stack([v.detach().float() for v in terms.values()]).isfinite().all().float()
@@ -324,7 +327,7 @@ def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor]
             nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                      cfg.train.clip_grad_norm)
         optimizer.step()
-    return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo
 
 
 def train(cfg: Config, run_dir: str | Path) -> TwoStream:
@@ -446,8 +449,10 @@ def one_step(t: Training, pos: Position, lab: dict, unl: dict | None) -> StepRes
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     unlabeled_on = pos.step / t.loaders.steps_per_epoch >= t.cfg.loss.unlabeled_warmup_epochs
-    inputs, batch = t.loaders.step_inputs(lab, unl, t.device, pos.step, unlabeled_on)
-    loss, terms, diag = train_step(t.model, t.method, inputs, batch, t.optimizer, t.cfg, t.amp, t.device)
+    inputs, batch, y_u = t.loaders.step_inputs(lab, unl, t.device, pos.step, unlabeled_on)
+    loss, terms, diag, pseudo = train_step(t.model, t.method, inputs, batch, t.optimizer, t.cfg, t.amp, t.device)
+    if pseudo is not None and y_u is not None:
+        diag["pl_acc"] = pseudo_label_accuracy(pseudo, y_u)
     bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
     if bad_terms:
         if t.cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl

@@ -11,6 +11,11 @@ class TgsemiError(Exception):
     """Base class of every error tgsemi raises on purpose."""
 
 
+class ArgumentError(TgsemiError, ValueError):
+    """A value a caller passed that is not among the valid ones (a stream, a layer, a list format,
+    a method name); also a ValueError, so code that caught ValueError before still does."""
+
+
 class VideoReadError(TgsemiError):
     """A video or frame folder cannot be decoded into the frames asked for."""
 

@@ -16,6 +16,7 @@ from tgsemi import checkpoint
 from tgsemi.config import Config, config_from_dict
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.datasets import EvalDataset
+from tgsemi.errors import ArgumentError
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
@@ -38,7 +39,7 @@ class Run:
         """The network used for inference: RGB unless asked otherwise."""
         modality = modality or self.model.primary
         if modality not in self.model.nets:
-            raise ValueError(f"run {self.path} has no {modality!r} network (it has {list(self.model.streams)})")
+            raise ArgumentError(f"run {self.path} has no {modality!r} network (it has {list(self.model.streams)})")
         return self.model.nets[modality]
 
     def splits(self, data_root: str | None = None) -> Splits:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tgsemi.errors import ArgumentError
+
 Frames = np.ndarray | torch.Tensor
 
 
@@ -17,7 +19,7 @@ def temporal_gradient(frames: Frames) -> Frames:
     if frames.dtype not in (np.uint8, torch.uint8):
         raise TypeError(f"temporal_gradient expects uint8 frames, got {frames.dtype}")
     if frames.shape[0] < 2:
-        raise ValueError(f"temporal_gradient needs at least 2 frames, got {frames.shape[0]}")
+        raise ArgumentError(f"temporal_gradient needs at least 2 frames, got {frames.shape[0]}")
     if isinstance(frames, torch.Tensor):
         wide = frames.to(torch.int16)
         return torch.div(wide[:-1] - wide[1:] + 255, 2, rounding_mode="floor").to(torch.uint8)

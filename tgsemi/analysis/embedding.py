@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from tgsemi.analysis import as_runs, labels, predict_views, views_of
+from tgsemi.errors import ArgumentError
 from tgsemi.runs import Run
 
 
@@ -41,7 +42,7 @@ def separability(features: np.ndarray, labels: np.ndarray, k: int = 5, folds: in
     x, y = np.asarray(features, dtype=np.float64), np.asarray(labels)
     counts = np.unique(y, return_counts=True)[1]
     if len(counts) < 2 or len(y) <= len(counts):
-        raise ValueError(f"separability needs 2+ classes and more points than classes, got {len(y)} points "
+        raise ArgumentError(f"separability needs 2+ classes and more points than classes, got {len(y)} points "
                          f"in {len(counts)} classes")
     if counts.min() >= 2:  # every fold sees every class when the smallest class allows
         cv = StratifiedKFold(min(folds, counts.min()), shuffle=True, random_state=0)

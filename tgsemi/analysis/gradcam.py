@@ -23,7 +23,7 @@ from tgsemi.analysis import as_runs, labels
 from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.data.transforms import MEAN, STD
-from tgsemi.errors import TgsemiError, VideoReadError
+from tgsemi.errors import ArgumentError, TgsemiError, VideoReadError
 from tgsemi.runs import Run
 
 DEFAULT_LAYER = "layer3"
@@ -71,7 +71,7 @@ def gradcam(net: nn.Module, clip: torch.Tensor, layer: str = DEFAULT_LAYER,
 
     module = getattr(net, layer, None)
     if not isinstance(module, nn.Module):
-        raise ValueError(f"network has no layer {layer!r} (try stem, layer1..layer4)")
+        raise ArgumentError(f"network has no layer {layer!r} (try stem, layer1..layer4)")
     targets = None if target == "pred" else [ClassifierOutputTarget(int(target))]
     was_training = net.training
     with _gradients_from(net, module), GradCAM(_Logits(net), [module]) as cam:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from tgsemi.errors import AnnotationError, MissingFilesError
+from tgsemi.errors import AnnotationError, ArgumentError, MissingFilesError
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def read_list(path: str | os.PathLike, fmt: ReadFormat = "auto", class_index: Cl
     names instead of numbers.
     """
     if fmt not in get_args(ReadFormat) or subset not in _HMDB_SUBSETS.values():
-        raise ValueError(f"unknown list format {fmt!r} or subset {subset!r}")
+        raise ArgumentError(f"unknown list format {fmt!r} or subset {subset!r}")
     file = Path(path)
     if fmt == "hmdb51" or (fmt == "auto" and file.is_dir()):
         if not file.is_dir():
@@ -314,14 +314,14 @@ def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListForm
     """Write samples in one of the readable line layouts (atomically: a crash
     never leaves a half-written list that would silently train on fewer clips)."""
     if fmt not in get_args(ListFormat):
-        raise ValueError(f"unknown list format {fmt!r}")
+        raise ArgumentError(f"unknown list format {fmt!r}")
     lines = []
     for s in samples:
         if s.label < 0 or s.path.split() != [s.path] or s.path.startswith("#"):
-            raise ValueError(f"cannot write {s!r}: needs a label >= 0 and a path without whitespace or leading '#'")
+            raise ArgumentError(f"cannot write {s!r}: needs a label >= 0 and a path without whitespace or leading '#'")
         if fmt == "rawframes":
             if s.total_frames is None:
-                raise ValueError(f"cannot write {s!r} as a rawframe entry: total_frames is unknown")
+                raise ArgumentError(f"cannot write {s!r} as a rawframe entry: total_frames is unknown")
             lines.append(f"{s.path} {s.total_frames} {s.label}")
         else:
             lines.append(f"{s.path} {s.label + (fmt == 'ucf101')}")
@@ -350,7 +350,7 @@ def check_exists(root: str | os.PathLike, samples: Sequence[Sample], on_missing:
     """The samples whose file or frame folder exists under `root`; missing ones
     raise `MissingFilesError` (or, with on_missing="skip", are dropped with a warning)."""
     if on_missing not in ("error", "skip"):
-        raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+        raise ArgumentError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     present, missing = [], []
     for s in samples:
         (present if os.path.exists(resolve_path(root, s.path, allow_outside)) else missing).append(s)

@@ -13,6 +13,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from tgsemi.errors import ArgumentError
+
 # ImageNet statistics on the 0..255 scale, for RGB and TG alike (docs/method.md section 1).
 MEAN = torch.tensor([123.675, 116.28, 103.53])
 STD = torch.tensor([58.395, 57.12, 57.375])
@@ -43,7 +45,7 @@ class _RandAugment(v2.RandAugment):
         if ops is not None:
             unknown = set(ops) - set(RANDAUGMENT_OPS)
             if unknown or not ops:
-                raise ValueError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, "
+                raise ArgumentError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, "
                                  f"got {list(ops)}")
             self._AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k in ops}
 
@@ -92,7 +94,7 @@ def reference_affine(name: str, level: float, sign: int, h: int, w: int
     elif name == "Rotate":
         angle = sign * 30.0 * level
     else:
-        raise ValueError(f"{name!r} is not one of the geometric ops {list(GEOMETRIC_OPS)}")
+        raise ArgumentError(f"{name!r} is not one of the geometric ops {list(GEOMETRIC_OPS)}")
     return angle, translate, shears
 
 
@@ -157,7 +159,7 @@ def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: 
         if x2 <= x1 or y2 <= y1:
             return clip
         return F.erase(clip, y1, x1, y2 - y1, x2 - x1, torch.tensor(CUTOUT_FILL, dtype=clip.dtype))
-    raise ValueError(f"unknown op {name!r}; valid: {list(REFERENCE_OPS)}")
+    raise ArgumentError(f"unknown op {name!r}; valid: {list(REFERENCE_OPS)}")
 
 
 class ReferenceStrongAug:
@@ -178,9 +180,9 @@ class ReferenceStrongAug:
 
     def __init__(self, level: float = 0.9, fill: int = 0, ops: Sequence[str] | None = None):
         if not 0.0 <= level <= 1.0:
-            raise ValueError(f"level must be in [0, 1], got {level}")
+            raise ArgumentError(f"level must be in [0, 1], got {level}")
         if ops is not None and (not ops or set(ops) - set(REFERENCE_OPS)):
-            raise ValueError(f"reference ops must be a non-empty subset of {list(REFERENCE_OPS)}, got {list(ops)}")
+            raise ArgumentError(f"reference ops must be a non-empty subset of {list(REFERENCE_OPS)}, got {list(ops)}")
         self.level, self.fill = level, fill
         self.ops = REFERENCE_OPS if ops is None else tuple(op for op in REFERENCE_OPS if op in ops)
 

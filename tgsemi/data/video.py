@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-from tgsemi.errors import ConfigError, VideoReadError
+from tgsemi.errors import ArgumentError, ConfigError, VideoReadError
 
 Indices = Sequence[int] | np.ndarray
 Chooser = Callable[[int], list[int]]  # frame count -> sorted unique frames to decode
@@ -337,7 +337,7 @@ def read_frames(
 def _checked_indices(indices: Indices) -> np.ndarray:
     indices = np.asarray(indices)
     if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
+        raise ArgumentError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
     return indices
 
 

@@ -4,6 +4,7 @@ Config validation, ``Config.streams``, the engine, the demo, analysis labels and
 choices all read ``METHODS``: a new method is one module defining a ``Method`` plus its
 ``register`` line below (docs/architecture.md shows one).
 """
+from tgsemi.errors import ArgumentError
 from tgsemi.methods.base import Batch, Method
 from tgsemi.methods.fixmatch import FIXMATCH
 from tgsemi.methods.supervised import SUPERVISED
@@ -15,7 +16,7 @@ METHODS: dict[str, Method] = {}  # name -> method, in the order tables list them
 def register(method: Method) -> Method:
     """Make ``method.name`` a valid ``method=`` everywhere; a name is registered once."""
     if method.name in METHODS:
-        raise ValueError(f"a method named {method.name!r} is already registered")
+        raise ArgumentError(f"a method named {method.name!r} is already registered")
     METHODS[method.name] = method
     return method
 
@@ -24,7 +25,7 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+        raise ArgumentError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
 
 
 register(SUPERVISED)

@@ -25,11 +25,11 @@ class Batch:
     y: Tensor  # (n_l,) labels of the labeled clips
     n_l: int  # output rows are [labeled (n_l) | weak (n_u) | strong (n_u)]
     n_u: int  # unlabeled clips; 0 for supervised
-    y_u: Tensor | None  # hidden labels of the unlabeled clips, diagnostics only; -1 = unknown
     unlabeled_on: bool  # warm-up over: the unlabeled loss counts
 
 
-LossFn = Callable[[dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, float]]]
+LossFn = Callable[[dict[str, StreamOutput], Batch, LossConfig, Gather],
+                  tuple[dict[str, Tensor], dict[str, float], Tensor | None]]
 Role = Literal["Supervised", "Baseline", "Ours"]  # a method's part in the paper's comparison
 
 
@@ -38,9 +38,11 @@ class Method:
     """Everything the package knows about a method. Config validation, the engine, the demo, the
     reports and the widgets read it from the registry (``tgsemi.methods``) instead of listing methods.
 
-    ``loss(outputs, batch, cfg, gather) -> (terms, diagnostics)``: the terms are weighted scalar
-    tensors summing to the total loss; diagnostics are floats (``train_acc``, ``mask_rate``,
-    ``pl_acc`` — NaN when no confident clip has a known label)."""
+    ``loss(outputs, batch, cfg, gather) -> (terms, diagnostics, pseudo)``: the terms are weighted
+    scalar tensors summing to the total loss; diagnostics are floats (``train_acc``, ``mask_rate``);
+    ``pseudo`` is the ``(n_u,)`` pseudo-label per unlabeled clip, -1 below the threshold (None for a
+    method without pseudo-labels). The hidden labels of unlabeled clips never reach a loss: the
+    engine scores ``pseudo`` against them (``pseudo_label_accuracy``)."""
 
     name: str  # the config's ``method`` value; names run folders
     label: str  # how tables print it ("TG-FixMatch")
@@ -84,6 +86,13 @@ def pseudo_labels(weak_logits: Tensor, threshold: float, align: Gather | None = 
         p = p / p.sum(dim=1, keepdim=True)
     confidence, labels = p.max(dim=1)
     return labels, confidence >= threshold
+
+
+def pseudo_label_accuracy(pseudo: Tensor, y_u: Tensor) -> float:
+    """How often a confident pseudo-label (>= 0) equals the hidden label of its clip (-1: unknown),
+    over the clips that have both; NaN when none has."""
+    known = (pseudo >= 0) & (y_u >= 0)
+    return ((known & (pseudo == y_u)).sum() / known.sum()).item()  # 0/0 -> NaN
 
 
 def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:

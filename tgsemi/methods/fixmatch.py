@@ -14,8 +14,9 @@ from tgsemi.models.r3d import StreamOutput
 
 def fixmatch_terms(
     streams: list[StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float]]:
-    """Supervised and pseudo-label losses, each averaged over ``streams``.
+) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
+    """Supervised and pseudo-label losses, each averaged over ``streams``, and the pseudo-labels
+    (-1 below the threshold).
 
     The pseudo-labels come from the softmax of the streams' *averaged* weak logits, so RGB and
     TG vote jointly; with one stream this is plain FixMatch. Train accuracy is the first stream's.
@@ -29,15 +30,12 @@ def fixmatch_terms(
     else:
         unlabeled = sup.new_zeros(())
     stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}
-    if batch.y_u is not None:
-        known = mask & (batch.y_u >= 0)
-        stats["pl_acc"] = (known & (yhat == batch.y_u)).sum() / known.sum()  # 0/0 -> NaN
-    return {"sup": sup, "unlabeled": unlabeled}, to_floats(stats)
+    return {"sup": sup, "unlabeled": unlabeled}, to_floats(stats), torch.where(mask, yhat, -1)
 
 
 def fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float]]:
+) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
     return fixmatch_terms([only_stream(out)], batch, cfg, gather)
 
 

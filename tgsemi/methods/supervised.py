@@ -11,9 +11,9 @@ from tgsemi.models.r3d import StreamOutput
 
 def supervised_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float]]:
+) -> tuple[dict[str, Tensor], dict[str, float], None]:
     labeled, _, _ = split(only_stream(out).logits.float(), batch)
-    return {"sup": F.cross_entropy(labeled, batch.y)}, to_floats({"train_acc": accuracy(labeled, batch.y)})
+    return {"sup": F.cross_entropy(labeled, batch.y)}, to_floats({"train_acc": accuracy(labeled, batch.y)}), None
 
 
 SUPERVISED = Method(name="supervised", label="Supervised", role="Supervised", loss=supervised_loss)

@@ -50,17 +50,17 @@ def cross_modal_contrast(q: Tensor | None, r: Tensor | None, n: int, temperature
 
 def tg_fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float]]:
+) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
     if set(out) != {"rgb", "tg"}:
         raise ValueError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]
-    terms, stats = fixmatch_terms([rgb, tg], batch, cfg, gather)
+    terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather)
     n = batch.n_l + batch.n_u
     terms["align"] = cfg.align_weight * alignment(rgb.features, tg.features, n, cfg.align_stages)
     terms["contrast"] = cfg.contrast_weight * cross_modal_contrast(
         rgb.projection, tg.projection, n, cfg.temperature, gather
     )
-    return terms, stats
+    return terms, stats, pseudo
 
 
 TG_FIXMATCH = Method(name="tg_fixmatch", label="TG-FixMatch", role="Ours", loss=tg_fixmatch_loss,

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tgsemi.errors import ArgumentError
+
 
 @dataclass
 class StreamOutput:
@@ -137,7 +139,7 @@ class R3D18(nn.Module):
                  projection_init_std: float | None = None):
         super().__init__()
         if layout not in ("mmaction", "table4"):
-            raise ValueError(f"layout must be 'mmaction' or 'table4', got {layout!r}")
+            raise ArgumentError(f"layout must be 'mmaction' or 'table4', got {layout!r}")
         self.layout = layout
         w1, w2, w3, w4 = (width * m for m in (1, 2, 4, 8))
         self.stem = _conv_bn(3, w1, (3, 7, 7), (1, 2, 2), (1, 3, 3), relu=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tgsemi.config import ModelConfig
+from tgsemi.errors import ArgumentError
 from tgsemi.models.r3d import R3D18, StreamOutput
 
 STREAMS = ("rgb", "tg")
@@ -16,7 +17,7 @@ class TwoStream(nn.Module):
         super().__init__()
         unknown = sorted(set(nets) - set(STREAMS))
         if not nets or unknown:
-            raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {sorted(nets)}")
+            raise ArgumentError(f"streams must be a non-empty subset of {STREAMS}, got {sorted(nets)}")
         self.nets = nn.ModuleDict({s: nets[s] for s in STREAMS if s in nets})
 
     @property
@@ -31,14 +32,14 @@ class TwoStream(nn.Module):
     def forward(self, inputs: dict[str, Tensor], n_project: int = 0) -> dict[str, StreamOutput]:
         unknown = sorted(set(inputs) - set(self.nets))
         if unknown:
-            raise ValueError(f"no network for stream(s) {unknown}; this model has {list(self.streams)}")
+            raise ArgumentError(f"no network for stream(s) {unknown}; this model has {list(self.streams)}")
         return {name: self.nets[name](x, n_project) for name, x in inputs.items()}
 
 
 def create_model(cfg: ModelConfig, num_classes: int, streams: tuple[str, ...], projection: bool) -> TwoStream:
     """One freshly initialised R3D-18 per stream (both trained from scratch, jointly)."""
     if len(set(streams)) != len(streams):
-        raise ValueError(f"duplicate streams in {streams}")
+        raise ArgumentError(f"duplicate streams in {streams}")
     dim = cfg.projection_dim if projection else None
     return TwoStream({s: R3D18(num_classes, cfg.width, cfg.dropout, dim, layout=cfg.layout, bn_eps=cfg.bn_eps,
                                bn_momentum=cfg.bn_momentum, projection_init_std=cfg.projection_init_std)

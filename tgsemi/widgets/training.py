@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from matplotlib.figure import Figure
 from tgsemi.config import Config
 from tgsemi.engine import train
 from tgsemi.methods import METHODS
+from tgsemi.runfiles import RunPaths, parse_jsonl
 from tgsemi.widgets.images import figure_png
 from tgsemi.widgets.workspace import is_trained, mode, run_dir, train_config
 
@@ -25,14 +25,7 @@ PANELS = {  # subplot title -> metrics drawn as lines (smoothed) or, for val/*, 
 
 def read_metrics(path: Path) -> list[dict]:
     """The lines of a (possibly still growing) metrics.jsonl; a torn last line is skipped."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass
-    return rows
+    return parse_jsonl(path.read_text()) if path.exists() else []
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -113,7 +106,7 @@ class TrainingMonitor(widgets.VBox):
     def refresh(self, out: Path | None = None) -> None:
         """Redraw the curves of ``out`` (default: the selected run) and the status line."""
         out = out or self.run_dir
-        rows = read_metrics(out / "metrics.jsonl")
+        rows = read_metrics(RunPaths(out).metrics)
         self.plot.value = figure_png(curves_figure(rows, self.smoothing.value, out.name))
         step = f"step {rows[-1]['step']}" if rows else "not trained yet"
         loss = next((r["loss"] for r in reversed(rows) if r.get("loss") is not None), None)
@@ -154,9 +147,9 @@ class TrainingMonitor(widgets.VBox):
         controls = (self.method, self.fraction, self.steps, self.button)
         for w in controls:
             w.disabled = True
-        seen = -1
+        seen, metrics = -1, RunPaths(out).metrics
         while self.running:
-            size = (out / "metrics.jsonl").stat().st_size if (out / "metrics.jsonl").exists() else 0
+            size = metrics.stat().st_size if metrics.exists() else 0
             if size != seen:
                 seen = size
                 self.refresh(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tgsemi.config import Config, load_config
 from tgsemi.methods import METHODS
+from tgsemi.runfiles import RunPaths
 from tgsemi.runs import Run, load_run
 
 # Per mode: synthetic preset and folder (as `tgsemi demo` names them), training
@@ -68,7 +69,9 @@ def train_config(method: str, fraction: float | None = None, steps: int | None =
 
 
 def is_trained(path: Path) -> bool:
-    return (path / "checkpoints" / "last.pt").exists() and (path / "bad_inputs.json").exists()
+    """Finished, not just started: the bad-inputs summary is written only when training ends."""
+    run = RunPaths(path)
+    return run.last.exists() and run.bad_inputs.exists()
 
 
 def load(path: str | Path) -> Run:

@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
+from tgsemi.analysis.corruptions import EXTENDED, NO_SEVERITY, PAPER, SEVERITIES, SUITES, corrupt, \
+    enhance_brightness, enhance_contrast
 from tgsemi.analysis.embedding import separability, tsne
 from tgsemi.analysis.gradcam import gradcam, gradcam_video, overlay
-from tgsemi.analysis.robustness import CORRUPTIONS, NO_SEVERITY, SEVERITIES, corrupt, enhance_brightness, \
-    enhance_contrast
-from tgsemi.cli import main
+from tgsemi.analysis.robustness import select, suite_markdown, summarize
+from tgsemi.cli import main, severities
 from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.data.transforms import MEAN, STD
@@ -26,7 +27,7 @@ def moving_pattern(t: int = 24, h: int = 40, w: int = 48) -> np.ndarray:
     return (127 + 100 * np.sin(0.25 * xx + 0.15 * yy + 0.4 * tt + cc)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", list(CORRUPTIONS))
+@pytest.mark.parametrize("name", PAPER + EXTENDED)  # the other suites: tests/test_corruptions.py
 def test_corruption_keeps_shape_and_dtype_and_distortion_grows_with_severity(name):
     frames = moving_pattern()
     outs = [corrupt(frames, name, s, np.random.default_rng(3)) for s in SEVERITIES]
@@ -87,6 +88,28 @@ def test_corruption_is_applied_to_raw_frames_before_the_temporal_gradient(tmp_pa
     clean, dark = item(None), item(partial(corrupt, name="brightness", severity=5))
     assert not torch.equal(clean["rgb"], dark["rgb"])  # the corruption did act
     assert (dark["tg"] == 127).all()  # ...on every frame alike, before the TG
+
+
+def test_suites_are_selected_by_name_or_replaced_by_corruptions():
+    assert select() == {"paper": list(PAPER), "extended": list(EXTENDED)}  # tgsemi's original eight
+    assert list(select(["all"])) == list(SUITES) and select(corruptions=["jpeg", "jpeg"]) == {"selected": ["jpeg"]}
+    for bad in ({"suites": ["nope"]}, {"corruptions": ["nope"]}, {"suites": ["paper"], "corruptions": ["jpeg"]}):
+        with pytest.raises(TgsemiError):
+            select(**bad)
+    assert severities("1-5") == [1, 2, 3, 4, 5] and severities("1,3-4") == [1, 3, 4] and severities("2") == [2]
+
+
+def test_mpc_rpc_and_relative_robustness_follow_their_definitions():
+    acc = {"h264_crf": {"1": 70.0, "2": 50.0}, "reversal": {"1": 40.0, "2": 40.0}}  # reversal: no severity
+    result = {"severities": [1, 2], "suites": {"mini-kinetics-c": ["h264_crf", "reversal"]},
+              "models": [{"label": "A", "clean": 80.0, "acc": acc}, {"label": "B", "clean": 0.0, "acc": acc}]}
+    for m in result["models"]:
+        m["summary"] = summarize(m, result)
+    a, b = (m["summary"]["mini-kinetics-c"] for m in result["models"])
+    assert a == {"mPC": 50.0, "rPC": 62.5, "relative_robustness": 0.625}  # mean over severities, then corruptions
+    assert b["rPC"] is None and b["relative_robustness"] is None
+    table = suite_markdown(result, "mini-kinetics-c")
+    assert "| H.264 CRF | 60.0 (-20.0) | 60.0 (+60.0) |" in table and "| **rPC** (%) | 62.5 | n/a |" in table
 
 
 def test_gradcam_maps_have_clip_shape_and_unit_range():
@@ -152,6 +175,17 @@ def test_cli_analysis_commands_on_tiny_runs(tiny_runs, tmp_path):
     assert "| Grayscale |" in (tmp_path / "rob" / "robustness.md").read_text()
     assert (tmp_path / "rob" / "robustness.png").stat().st_size > 0
     assert main(["robustness", fm, "--modality", "tg", "--out", str(tmp_path / "x")]) == 2  # no TG network
+    assert main(["robustness", fm, tg, "--suite", "paper", "--severities", "2-3", "--threads", "1",
+                 "--out", str(tmp_path / "paper")]) == 0
+    res = json.loads((tmp_path / "paper" / "robustness.json").read_text())
+    assert res["suites"] == {"paper": list(PAPER)} and res["severities"] == [2, 3]
+    ours = res["models"][1]
+    contrast = (ours["acc"]["contrast"]["2"] + ours["acc"]["contrast"]["3"]) / 2
+    mpc = (contrast + (ours["acc"]["brightness"]["2"] + ours["acc"]["brightness"]["3"]) / 2
+           + ours["acc"]["grayscale"]["2"]) / 3
+    assert ours["summary"]["paper"]["mPC"] == pytest.approx(mpc)
+    assert "| **mPC** |" in (tmp_path / "paper" / "robustness.md").read_text()
+    assert main(["robustness", fm, "--suite", "nope", "--out", str(tmp_path / "y")]) == 2
 
     assert main(["tsne", fm, tg, "--out", str(tmp_path / "t" / "tsne.png")]) == 0
     emb = json.loads((tmp_path / "t" / "tsne.json").read_text())
@@ -165,7 +199,7 @@ def test_report_has_tables_figures_and_computed_verdicts(tiny_runs, tmp_path):
     from tgsemi.analysis.report import make_report
 
     runs = [tiny_runs["fixmatch"], tiny_runs["tg_fixmatch"]]
-    text = make_report(runs, tmp_path, corruptions=["grayscale", "brightness"]).read_text()
+    text = make_report(runs, tmp_path, corruptions=["grayscale", "brightness", "reversal"]).read_text()
     for needle in ("| Corruption | Baseline-RGB | Ours-RGB |", "| Grayscale |",
                    "| Model | Training Acc. | Testing Acc. | Acc. Gap |", "| Ours-TG |", "![t-SNE](tsne.png)"):
         assert needle in text
@@ -174,6 +208,7 @@ def test_report_has_tables_figures_and_computed_verdicts(tiny_runs, tmp_path):
     analysis = json.loads((tmp_path / "analysis.json").read_text())
     verdicts = {f["claim"]: f["verdict"] for f in analysis["findings"]}
     assert any("grayscale" in c for c in verdicts) and "**not checked**" in text  # no FixMatch-TG run given
+    assert any("temporal corruptions" in c for c in verdicts)  # reversal was tested
     rows = {r["label"]: r for r in analysis["overfitting"]["rows"]}
     base, ours = rows["Baseline-RGB"], rows["Ours-RGB"]
     gap_claim = next(f for f in analysis["findings"] if "gap of the RGB" in f["claim"])

@@ -1,162 +1,66 @@
-"""Test-time input corruptions (supplement section B, Table 5) and their effect on accuracy.
+"""Accuracy of trained networks under test-time corruptions (``corruptions``), with
+the summaries each source reports: supplement Table 5 (top-1 and its drop), Mini
+Kinetics-C's mPC and rPC, Schiappa et al.'s relative robustness.
 
-A corruption acts on the raw decoded frames of a video, before the temporal
-gradient is taken, with one parameter draw per video shared by all its frames,
-so that a TG network sees what the corruption does to the *change* between
-frames: a global contrast or brightness change largely cancels in the TG.
-
-The paper's three: contrast and brightness noise (PIL ``ImageEnhance`` with a
-random factor per video, as imgaug's EnhanceContrast/EnhanceBrightness, whose
-default factor range (0.5, 1.5) is severity 3 here) and grayscale (which has
-no severity). The extended suite, five severities each: gaussian noise, blur,
-JPEG compression, frame drops (the previous frame repeats, as a player does on
-a stall) and jitter (camera shake: a random shift per frame).
+mPC is the mean top-1 over a suite's corruptions and severities, every corruption
+weighing the same (one without severity counts once); rPC = 100 * mPC / clean
+top-1 (Yi et al.). The relative robustness of a corruption is
+1 - (clean - corrupted) / clean (Schiappa et al.), averaged over severities;
+averaged over a suite it equals rPC / 100, shown too since each source names its own.
 """
 from __future__ import annotations
 
 import json
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
-from torchvision.io import decode_jpeg, encode_jpeg
-from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
 from tgsemi.analysis import as_runs, labels, predict_views, top1, views_of
+from tgsemi.analysis.corruptions import CORRUPTIONS, NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
 from tgsemi.errors import TgsemiError
 from tgsemi.runs import Run
 
-SEVERITIES = (1, 2, 3, 4, 5)
-ENHANCE_SPREAD = (0.1, 0.25, 0.5, 0.75, 0.9)  # factor ~ U(1 - s, 1 + s)
-NOISE_STD = (8.0, 16.0, 24.0, 36.0, 48.0)  # on the 0..255 scale
-BLUR_SIGMA = (0.5, 1.0, 1.5, 2.0, 3.0)  # pixels
-JPEG_QUALITY = (25, 18, 15, 10, 7)  # ImageNet-C's levels
-DROP_PROB = (0.1, 0.2, 0.3, 0.45, 0.6)
-JITTER_PX = (1, 2, 3, 4, 6)
+DEFAULT_SUITES = ("paper", "extended")  # tgsemi's original eight corruptions
+SUITE_TITLES = {"paper": "Paper (Table 5)", "extended": "tgsemi extended", "mini-kinetics-c": "Mini Kinetics-C",
+                "schiappa": "Schiappa et al.", "selected": "Selected corruptions"}
 
 
-def luma(frames: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma in PIL's fixed-point arithmetic (``Image.convert("L")``): ``(..., H, W)`` uint8."""
-    rgb = frames.astype(np.uint32)
-    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
-
-
-def _blend(degenerate: np.ndarray | float, frames: np.ndarray, factor: float) -> np.ndarray:
-    """PIL ``Image.blend(degenerate, image, factor)``: float32 interpolation, clipped, truncated."""
-    out = degenerate + np.float32(factor) * (frames.astype(np.float32) - degenerate)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def enhance_contrast(frames: np.ndarray, factor: float) -> np.ndarray:
-    """PIL ``ImageEnhance.Contrast``: blend each frame with the grey of its mean luma."""
-    mean = np.floor(luma(frames).mean(axis=(-2, -1), dtype=np.float64) + 0.5)
-    return _blend(mean[..., None, None, None].astype(np.float32), frames, factor)
-
-
-def enhance_brightness(frames: np.ndarray, factor: float) -> np.ndarray:
-    """PIL ``ImageEnhance.Brightness``: blend with black."""
-    return _blend(np.float32(0), frames, factor)
-
-
-def _enhance_factor(rng: np.random.Generator, severity: int) -> float:
-    # One uniform draw scaled by the severity's spread: for a given rng the
-    # distortion grows with severity, so severity curves compare like with like.
-    return 1.0 + ENHANCE_SPREAD[severity - 1] * rng.uniform(-1.0, 1.0)
-
-
-def contrast(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    return enhance_contrast(frames, _enhance_factor(rng, severity))
-
-
-def brightness(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    return enhance_brightness(frames, _enhance_factor(rng, severity))
-
-
-def grayscale(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    return np.repeat(luma(frames)[..., None], 3, axis=-1)
-
-
-def gaussian_noise(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    noise = rng.standard_normal(frames.shape, dtype=np.float32) * NOISE_STD[severity - 1]
-    return np.clip(frames + noise, 0, 255).astype(np.uint8)
-
-
-def _tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-
-
-def blur(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    sigma = BLUR_SIGMA[severity - 1]
-    k = 2 * int(np.ceil(3 * sigma)) + 1
-    return F.gaussian_blur(_tensor(frames), [k, k], [sigma, sigma]).permute(0, 2, 3, 1).numpy()
-
-
-def jpeg(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    encoded = encode_jpeg(list(_tensor(frames)), quality=JPEG_QUALITY[severity - 1])
-    return torch.stack(decode_jpeg(encoded)).permute(0, 2, 3, 1).numpy()
-
-
-def frame_drop(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    """Each frame after the first is lost with probability p and the last kept one
-    shows instead. ``frames`` are the ones decoded for the clips (pairs ``i, i+1``),
-    so a lost ``i+1`` zeroes that TG frame and a lost ``i`` is a longer stall."""
-    keep = rng.random(len(frames)) >= DROP_PROB[severity - 1]
-    keep[0] = True
-    return frames[np.maximum.accumulate(np.where(keep, np.arange(len(frames)), 0))]
-
-
-def jitter(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    """Camera shake: every frame shifted by up to ``JITTER_PX`` pixels (edges repeated)."""
-    d = JITTER_PX[severity - 1]
-    shifts = np.rint(rng.uniform(-1, 1, (len(frames), 2)) * d).astype(int) + d
-    h, w = frames.shape[1:3]
-    padded = np.pad(frames, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
-    return np.stack([p[y:y + h, x:x + w] for p, (y, x) in zip(padded, shifts)])
-
-
-Corruption = Callable[[np.ndarray, np.random.Generator, int], np.ndarray]
-PAPER = ("contrast", "brightness", "grayscale")
-EXTENDED = ("gaussian_noise", "blur", "jpeg", "frame_drop", "jitter")
-CORRUPTIONS: dict[str, Corruption] = {
-    "contrast": contrast, "brightness": brightness, "grayscale": grayscale, "gaussian_noise": gaussian_noise,
-    "blur": blur, "jpeg": jpeg, "frame_drop": frame_drop, "jitter": jitter,
-}
-NO_SEVERITY = {"grayscale"}
-TITLES = {"contrast": "Contrast Noise", "brightness": "Brightness Noise", "grayscale": "Grayscale",
-          "gaussian_noise": "Gaussian Noise", "blur": "Blur", "jpeg": "JPEG", "frame_drop": "Frame Drop",
-          "jitter": "Jitter"}
-
-
-def corrupt(frames: np.ndarray, name: str, severity: int = 3, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Corrupt uint8 frames ``(M, H, W, 3)`` of one video; same shape and dtype back.
-
-    ``functools.partial(corrupt, name=..., severity=...)`` is an ``EvalDataset``
-    corruption (it passes a per-video ``rng``).
-    """
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose from {list(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
-    return CORRUPTIONS[name](frames, rng if rng is not None else np.random.default_rng(0), severity)
+def select(suites: Sequence[str] | None = None, corruptions: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """The corruptions to evaluate, grouped into the tables to report: the named suites
+    (``all``: every suite; default: ``DEFAULT_SUITES``) or one ``selected`` group."""
+    if suites and corruptions:
+        raise TgsemiError("give suites or corruptions, not both")
+    if corruptions:
+        unknown = [n for n in corruptions if n not in CORRUPTIONS]
+        if unknown:
+            raise TgsemiError(f"unknown corruption(s) {unknown}: choose from {list(CORRUPTIONS)}")
+        return {"selected": list(dict.fromkeys(corruptions))}
+    names = list(SUITES) if suites and "all" in suites else list(suites or DEFAULT_SUITES)
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        raise TgsemiError(f"unknown suite(s) {unknown}: choose from {[*SUITES, 'all']}")
+    return {s: list(SUITES[s]) for s in dict.fromkeys(names)}
 
 
 def robustness(runs: Sequence[Run | str | Path], corruptions: Sequence[str] | None = None,
                severities: Sequence[int] = (3,), modality: str | None = None, clips: int = 1,
-               batch_size: int = 8, progress: bool = False) -> dict:
+               batch_size: int = 8, progress: bool = False, suites: Sequence[str] | None = None,
+               threads: int | None = None) -> dict:
     """Test top-1 of each run's network, clean and under each corruption and severity.
 
     Accuracies are keyed ``acc[corruption][str(severity)]`` (string keys, so the
-    dict survives a JSON round trip unchanged); grayscale is evaluated once and
-    listed under every severity.
+    dict survives a JSON round trip unchanged); a corruption without severity is
+    evaluated once and listed under every severity. Each model also gets
+    ``summary[suite]`` (``summarize``). ``threads``: the networks' intra-op threads
+    (``predict_views``' default otherwise).
     """
-    names = list(corruptions or CORRUPTIONS)
-    unknown = [n for n in names if n not in CORRUPTIONS] + [s for s in severities if s not in SEVERITIES]
-    if unknown:
-        raise TgsemiError(f"unknown corruption(s) or severities {unknown}: corruptions are {list(CORRUPTIONS)}, "
-                          f"severities {list(SEVERITIES)}")
+    groups = select(suites, corruptions)
+    names = list(dict.fromkeys(n for group in groups.values() for n in group))
+    if not severities or (bad := [s for s in severities if s not in SEVERITIES]):
+        raise TgsemiError(f"severities must be some of {list(SEVERITIES)}, got {list(severities)}")
     views = views_of(as_runs(runs), modality)
     severities = list(severities)
     models = [{"label": lab, "run": str(run.path), "method": run.cfg.method, "modality": m, "acc": {}}
@@ -164,34 +68,90 @@ def robustness(runs: Sequence[Run | str | Path], corruptions: Sequence[str] | No
     conditions = [(None, None)] + [(n, s) for n in names for s in (severities[:1] if n in NO_SEVERITY else severities)]
     for name, s in tqdm(conditions, desc="robustness", disable=not progress):
         f = None if name is None else partial(corrupt, name=name, severity=s)
-        for model, pred in zip(models, predict_views(views, "test", clips, f, batch_size)):
+        for model, pred in zip(models, predict_views(views, "test", clips, f, batch_size, threads=threads)):
             if name is None:
                 model["clean"] = top1(pred)
             else:  # a corruption without severity is listed under every severity
                 levels = severities if name in NO_SEVERITY else [s]
                 model["acc"].setdefault(name, {}).update(dict.fromkeys(map(str, levels), top1(pred)))
-    return {"split": "test", "clips": clips, "severities": severities, "corruptions": names, "models": models}
+    result = {"split": "test", "clips": clips, "severities": severities, "suites": groups, "corruptions": names,
+              "models": models}
+    for model in models:
+        model["summary"] = summarize(model, result)
+    return result
 
 
-def table_markdown(result: dict) -> str:
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def mean_accuracy(model: dict, name: str, severities: Sequence[int]) -> float:
+    """Top-1 under one corruption, averaged over the severities."""
+    return float(np.mean([model["acc"][name][str(s)] for s in severities]))
+
+
+def summarize(model: dict, result: dict) -> dict[str, dict[str, float | None]]:
+    """Per suite: ``mPC``, ``rPC`` (percent) and ``relative_robustness`` (mean over its
+    corruptions of their relative robustness; None where the clean top-1 is 0)."""
+    out = {}
+    for suite, names in result["suites"].items():
+        accs = [mean_accuracy(model, n, result["severities"]) for n in names]
+        mpc = float(np.mean(accs))
+        rel = [_ratio(a, model["clean"]) for a in accs]
+        out[suite] = {"mPC": mpc, "rPC": None if (r := _ratio(mpc, model["clean"])) is None else 100 * r,
+                      "relative_robustness": None if None in rel else float(np.mean(rel))}
+    return out
+
+
+def _cell(acc: float, clean: float) -> str:
+    return f"{acc:.1f} ({acc - clean:+.1f})"
+
+
+def _table(models: list[dict], rows: list[tuple[str, list[str]]]) -> str:
+    lines = ["| Corruption | " + " | ".join(m["label"] for m in models) + " |", "|---" * (len(models) + 1) + "|",
+             "| No Corruption | " + " | ".join(f"{m['clean']:.1f}" for m in models) + " |"]
+    return "\n".join(lines + [f"| {title} | " + " | ".join(cells) + " |" for title, cells in rows])
+
+
+def table_markdown(result: dict, names: Sequence[str] | None = None) -> str:
     """Table 5's layout: a row per corruption (and severity), a column per model, "acc (drop)"."""
     models = result["models"]
     one = len(result["severities"]) == 1
-    lines = ["| Corruption | " + " | ".join(m["label"] for m in models) + " |", "|---" * (len(models) + 1) + "|",
-             "| No Corruption | " + " | ".join(f"{m['clean']:.1f}" for m in models) + " |"]
-    for name in result["corruptions"]:
+    rows = []
+    for name in names or result["corruptions"]:
         for s in result["severities"][:1] if one or name in NO_SEVERITY else result["severities"]:
-            title = TITLES.get(name, name) + ("" if one or name in NO_SEVERITY else f" s{s}")
-            cells = [f"{m['acc'][name][str(s)]:.1f} ({m['acc'][name][str(s)] - m['clean']:+.1f})" for m in models]
-            lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            title = TITLES[name] + ("" if one or name in NO_SEVERITY else f" s{s}")
+            rows.append((title, [_cell(m["acc"][name][str(s)], m["clean"]) for m in models]))
+    return _table(models, rows)
 
 
-def plot_severity_curves(result: dict, path: str | Path) -> Path:
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def suite_markdown(result: dict, suite: str) -> str:
+    """One suite: a row per corruption ("acc (drop)", averaged over the severities), then
+    mPC, rPC and the mean relative robustness of every model."""
+    models, sev = result["models"], result["severities"]
+    rows = [(TITLES[n], [_cell(mean_accuracy(m, n, sev), m["clean"]) for m in models]) for n in result["suites"][suite]]
+    rows += [(title, [_fmt(m["summary"][suite][key], spec) for m in models])
+             for title, key, spec in (("**mPC**", "mPC", ".1f"), ("**rPC** (%)", "rPC", ".1f"),
+                                      ("**Rel. robustness**", "relative_robustness", ".3f"))]
+    return _table(models, rows)
+
+
+def markdown(result: dict) -> str:
+    """Every suite's table under its title, with the severities they average."""
+    sev = ", ".join(map(str, result["severities"]))
+    return "\n\n".join(f"### {SUITE_TITLES[s]}\n\nSeverities {sev}; top-1 (change from clean).\n\n"
+                       f"{suite_markdown(result, s)}" for s in result["suites"])
+
+
+def plot_severity_curves(result: dict, path: str | Path, names: Sequence[str] | None = None) -> Path:
     """Top-1 against severity (0 = clean), one panel per corruption, one line per model."""
     from matplotlib.figure import Figure
 
-    names = result["corruptions"]
+    names = list(names or result["corruptions"])
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
@@ -201,7 +161,7 @@ def plot_severity_curves(result: dict, path: str | Path) -> Path:
         for m in result["models"]:
             ax.plot(x, [m["clean"], *(m["acc"][name][str(s)] for s in result["severities"])], marker="o",
                     label=m["label"])
-        ax.set_title(TITLES.get(name, name) + (" (no severity)" if name in NO_SEVERITY else ""))
+        ax.set_title(TITLES[name] + (" (no severity)" if name in NO_SEVERITY else ""))
         ax.set_xticks(x)
         ax.set_xlabel("severity (0 = clean)")
         ax.grid(alpha=0.3)
@@ -215,11 +175,19 @@ def plot_severity_curves(result: dict, path: str | Path) -> Path:
     return path
 
 
+def figure_names(result: dict, stem: str = "robustness") -> dict[str, str]:
+    """Suite -> its figure's file name: ``stem.png`` for one suite, ``stem_SUITE.png`` for several."""
+    suites = list(result["suites"])
+    return {s: f"{stem}.png" if len(suites) == 1 else f"{stem}_{s}.png" for s in suites}
+
+
 def save(result: dict, out_dir: str | Path, stem: str = "robustness") -> dict[str, Path]:
-    """Write ``stem.json``, ``stem.md`` and ``stem.png`` into ``out_dir``."""
+    """Write ``stem.json``, ``stem.md`` (``markdown``, then Table 5's layout with every
+    severity) and the severity curves of every suite."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{stem}.md").write_text(table_markdown(result) + "\n")
-    return {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md",
-            "figure": plot_severity_curves(result, out / f"{stem}.png")}
+    (out / f"{stem}.md").write_text(f"{markdown(result)}\n\n### Every severity\n\n{table_markdown(result)}\n")
+    figures = {f"figure_{s}": plot_severity_curves(result, out / name, result["suites"][s])
+               for s, name in figure_names(result, stem).items()}
+    return {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md", **figures}

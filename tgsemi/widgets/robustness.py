@@ -1,4 +1,5 @@
-"""Table 5 interactively: corrupt a test video, see what each network receives and predicts."""
+"""Table 5 and the wider corruption suites interactively: corrupt a test video, see what
+each network receives and predicts."""
 from __future__ import annotations
 
 import html
@@ -10,7 +11,8 @@ from IPython.display import Markdown, clear_output, display
 
 from tgsemi.analysis import labels, views_of
 from tgsemi.analysis.gradcam import to_frames
-from tgsemi.analysis.robustness import CORRUPTIONS, NO_SEVERITY, PAPER, SEVERITIES, corrupt, robustness, table_markdown
+from tgsemi.analysis.corruptions import NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
+from tgsemi.analysis.robustness import SUITE_TITLES, robustness, suite_markdown
 from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
 
@@ -22,16 +24,23 @@ def _probabilities(net: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
     return net.eval()(clip[None]).logits.softmax(-1)[0]
 
 
+def _choices(suite: str) -> list[tuple[str, str]]:
+    return [(TITLES[name], name) for name in SUITES[suite]]
+
+
 class RobustnessProbe(widgets.VBox):
-    """Corruption, severity and test video -> the clean and corrupted clip (RGB
+    """Suite, corruption, severity and test video -> the clean and corrupted clip (RGB
     and TG, as the networks receive them) and every network's prediction on both.
-    ``compute_table()`` (or the button) evaluates the whole test set: Table 5."""
+    ``compute_table()`` (or the button) evaluates the whole test set under the
+    suite's corruptions: Table 5 for ``paper``, mPC and rPC for every suite."""
 
     def __init__(self, runs, modality: str | None = None):
         self.runs, self.modality = as_list(runs), modality
         self.views = views_of(self.runs, modality)
         self.names = labels(self.views)
-        self.corruption = widgets.Dropdown(options=list(CORRUPTIONS), value="contrast", description="corruption")
+        self.suite = widgets.Dropdown(options=[(SUITE_TITLES[s], s) for s in SUITES], value="paper",
+                                      description="suite")
+        self.corruption = widgets.Dropdown(options=_choices("paper"), value="contrast", description="corruption")
         self.severity = widgets.IntSlider(3, min(SEVERITIES), max(SEVERITIES), description="severity",
                                           continuous_update=False)
         self.datasets = {run.path: run.dataset("test") for run in self.runs}  # corruption set per draw
@@ -39,14 +48,16 @@ class RobustnessProbe(widgets.VBox):
                                       layout=widgets.Layout(width="520px"))
         self.images = {k: image_slot(WIDTH) for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
         self.predictions = widgets.HTML()
-        self.button = widgets.Button(description="Table 5 on the test set", icon="table",
+        self.button = widgets.Button(description="suite table on the test set", icon="table",
                                      layout=widgets.Layout(width="auto"))
         self.table = widgets.Output()
         for w in (self.corruption, self.severity, self.video):
             w.observe(lambda _: self.draw(), "value")
+        # new options select the suite's first corruption, which redraws
+        self.suite.observe(lambda change: setattr(self.corruption, "options", _choices(change["new"])), "value")
         self.button.on_click(lambda _: self.compute_table())
         super().__init__([
-            widgets.HBox([self.corruption, self.severity]), self.video,
+            widgets.HBox([self.suite, self.corruption, self.severity]), self.video,
             widgets.HBox([captioned(k, im) for k, im in self.images.items()]),
             self.predictions, self.button, self.table,
         ])
@@ -75,7 +86,7 @@ class RobustnessProbe(widgets.VBox):
         rows = [f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
                 for name, (run, m) in zip(self.names, self.views)]
         self.predictions.value = (f"true class: <b>{truth}</b><table><tr><th>network</th><th>clean</th>"
-                                  f"<th>{self.corruption.value}</th></tr>{''.join(rows)}</table>")
+                                  f"<th>{TITLES[self.corruption.value]}</th></tr>{''.join(rows)}</table>")
 
     @staticmethod
     def _cell(run, modality: str, item: dict) -> str:
@@ -84,16 +95,17 @@ class RobustnessProbe(widgets.VBox):
         mark = "&#10003;" if k == item["label"] else "&#10007;"
         return f"<td>{mark} {run.class_names[k]} ({100 * float(p[k]):.0f}%)</td>"
 
-    def compute_table(self, corruptions: tuple[str, ...] = PAPER) -> dict:
-        """Test-set top-1 of every network, clean and corrupted at the current severity."""
+    def compute_table(self) -> dict:
+        """Test-set top-1 of every network, clean and under the selected suite at the current severity."""
         self.button.disabled = True
         try:
-            result = robustness(self.runs, corruptions, (self.severity.value,), modality=self.modality)
+            result = robustness(self.runs, severities=(self.severity.value,), modality=self.modality,
+                                suites=[self.suite.value])
         finally:
             self.button.disabled = False
         with self.table:
             clear_output()
-            display(Markdown(table_markdown(result)))
+            display(Markdown(suite_markdown(result, self.suite.value)))
         return result
 
 

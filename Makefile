@@ -19,6 +19,8 @@ demo-quick: $(STAMP)
 	$(VENV)/bin/tgsemi demo --quick --out runs/demo-quick
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 .PHONY: install demo demo-quick test

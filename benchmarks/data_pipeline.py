@@ -13,6 +13,7 @@ the item that leaves strong augmentation and normalisation to the training devic
 
     .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R] [--strong-on batch]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,22 +40,36 @@ RAWFRAMES = "rawframes"  # a folder of JPEGs: no video backend involved
 Keys = list[tuple[int, int]]
 
 
-def build(root: Path, samples: list[Sample], preset: str, backend: str | None,
-          strong_on: str = "item") -> UnlabeledDataset:
+def build(
+    root: Path, samples: list[Sample], preset: str, backend: str | None, strong_on: str = "item"
+) -> UnlabeledDataset:
     d = load_config(preset).data
-    return UnlabeledDataset(root, samples, d.clip_len, d.frame_interval, backend=backend,
-                            resize=d.resize, crop=d.crop, crop_area=d.crop_area, strong_aug=d.strong_aug,
-                            strong_level=d.strong_level, tg_fill=d.tg_fill, strong_ops_tg=d.strong_ops_tg,
-                            strong_on=strong_on)
+    return UnlabeledDataset(
+        root,
+        samples,
+        d.clip_len,
+        d.frame_interval,
+        backend=backend,
+        resize=d.resize,
+        crop=d.crop,
+        crop_area=d.crop_area,
+        strong_aug=d.strong_aug,
+        strong_level=d.strong_level,
+        tg_fill=d.tg_fill,
+        strong_ops_tg=d.strong_ops_tg,
+        strong_on=strong_on,
+    )
 
 
 def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[Keys], None]:
     """Read the frames ``ds[key]`` reads and nothing else; ``totals`` are the
     frame counts, taken beforehand."""
+
     def run(keys: Keys) -> None:
         for i, seed in keys:
             idx = train_clip_indices(totals[i], ds.clip_len, ds.frame_interval, 1, np.random.default_rng(seed))
             video.read_frames(ds.paths[i], np.union1d(idx, idx + 1), ds.backend)
+
     return run
 
 
@@ -76,7 +91,8 @@ def draw_keys(ds: UnlabeledDataset, n: int, seed: int) -> Keys:
 
 
 STAGES = {  # where an item's time goes; "resize + TG" is load_rgb_tg less its decoding (with the frame count)
-    "decode": (video.read_frames,), "resize + TG": (datasets.load_rgb_tg,),
+    "decode": (video.read_frames,),
+    "resize + TG": (datasets.load_rgb_tg,),
     "weak aug": (transforms.WeakAug.__call__,),
     "strong aug (x2)": (transforms.StrongAug.__call__, transforms.ReferenceStrongAug.__call__),
     "normalize": (transforms.normalize,),
@@ -90,8 +106,10 @@ def stage_shares(ds: UnlabeledDataset, keys: Keys) -> dict[str, float]:
     prof.runcall(full_pipeline, ds, keys)
     total = time.process_time() - start
     stats = pstats.Stats(prof).stats
-    codes = {name: {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in fs}
-             for name, fs in STAGES.items()}
+    codes = {
+        name: {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in fs}
+        for name, fs in STAGES.items()
+    }
     cum = {name: sum(s[3] for k, s in stats.items() if k in codes[name]) for name in STAGES}
     cum["resize + TG"] -= cum["decode"]
     cum["other (seeding, sampling, copies)"] = total - sum(cum.values())
@@ -118,10 +136,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, help="an existing demo set (default: build one in a temp dir)")
     parser.add_argument("--clips", type=int, default=100, help="clips per round")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="decode and full pipeline alternate; the best round counts (robust to a busy machine)")
-    parser.add_argument("--strong-on", choices=("item", "batch"), default="item",
-                        help="batch: the item without strong augmentation and normalisation (data.strong_on)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="decode and full pipeline alternate; the best round counts (robust to a busy machine)",
+    )
+    parser.add_argument(
+        "--strong-on",
+        choices=("item", "batch"),
+        default="item",
+        help="batch: the item without strong augmentation and normalisation (data.strong_on)",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # per core: one CPU, one thread
     torch.set_num_threads(1)
@@ -130,13 +156,28 @@ def main() -> None:
         demo = args.demo or synth.make_dataset(tmp / "demo", "demo")
         ucf = ucf_like(tmp)
         demo_samples = [Sample(str(p.relative_to(demo)), -1) for p in sorted(demo.rglob("*.avi"))]
-        cases = [("synthetic demo (112x84, 40-200 frames, GOP 12)", demo, demo_samples, "synthetic_cpu",
-                  video.available_backends())]
+        cases = [
+            (
+                "synthetic demo (112x84, 40-200 frames, GOP 12)",
+                demo,
+                demo_samples,
+                "synthetic_cpu",
+                video.available_backends(),
+            )
+        ]
         for name in ("GOP 12", "GOP 250"):
-            cases.append((f"UCF-like 320x240 XviD, {name}", tmp, [Sample(ucf[name].name, -1)], "ucf101",
-                          video.available_backends()))
-        cases.append(("UCF-like 320x240 JPEG rawframes", tmp, [Sample(ucf[RAWFRAMES].name, -1, 250)], "ucf101",
-                      [RAWFRAMES]))
+            cases.append(
+                (
+                    f"UCF-like 320x240 XviD, {name}",
+                    tmp,
+                    [Sample(ucf[name].name, -1)],
+                    "ucf101",
+                    video.available_backends(),
+                )
+            )
+        cases.append(
+            ("UCF-like 320x240 JPEG rawframes", tmp, [Sample(ucf[RAWFRAMES].name, -1, 250)], "ucf101", [RAWFRAMES])
+        )
         print(f"clips per CPU-second, one core, one thread: best of {args.rounds} rounds of {args.clips} clips\n")
         print("| videos | preset | backend | decode only | full pipeline | full / decode |\n|---|---|---|---|---|---|")
         for name, root, samples, preset, backends in cases:
@@ -144,8 +185,9 @@ def main() -> None:
                 ds = build(root, samples, preset, None if backend == RAWFRAMES else backend, args.strong_on)
                 totals = [s.total_frames or video.num_frames(p, ds.backend) for s, p in zip(ds.samples, ds.paths)]
                 runs = (decode_only(ds, totals), partial(full_pipeline, ds))
-                rounds = [[clips_per_s(run, draw_keys(ds, args.clips, seed)) for run in runs]
-                          for seed in range(args.rounds)]
+                rounds = [
+                    [clips_per_s(run, draw_keys(ds, args.clips, seed)) for run in runs] for seed in range(args.rounds)
+                ]
                 floor, full = np.max(rounds, axis=0)
                 print(f"| {name} | {preset} | {backend} | {floor:.0f} | {full:.0f} | {full / floor:.2f} |", flush=True)
         print(f"\nWhere the full pipeline's time goes ({video.default_backend()}, cProfile, {args.clips} clips):\n")

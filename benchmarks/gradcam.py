@@ -7,6 +7,7 @@ layer, against a plain no-grad forward pass of the same clip; the best of
 
     .venv/bin/python benchmarks/gradcam.py [--repeats N] [--threads 1 2]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ pytest's JUnit XML, and renders the page. No figure is typed by hand.
 
     .venv/bin/python benchmarks/reliability_report.py [--out docs/reliability.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,11 @@ def run_suite(work: Path) -> tuple[list[dict], dict[str, tuple[str, str]], int, 
     """Records, {test id: (result, detail)}, pytest's exit code and its wall time."""
     records, junit = work / "records.jsonl", work / "junit.xml"
     start = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider",
-                          f"--junitxml={junit}"], cwd=ROOT,
-                         env={**os.environ, "TGSEMI_RELIABILITY_RECORDS": str(records)})
+    rc = subprocess.call(
+        [sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"],
+        cwd=ROOT,
+        env={**os.environ, "TGSEMI_RELIABILITY_RECORDS": str(records)},
+    )
     wall = time.perf_counter() - start
     lines = records.read_text().splitlines() if records.exists() else []
     return [json.loads(line) for line in lines], test_results(junit), rc, wall
@@ -90,8 +93,14 @@ def render(records: list[dict], results: dict[str, tuple[str, str]], rc: int, wa
             out.append(f"| {r['fault']} | {r['ok']}/{r['tries']} | {r['outcome']} | {result}: `{name}` |")
     gaps = [(test, detail) for test, (result, detail) in results.items() if result != "pass"]
     if gaps:
-        out += ["", "## Known gaps and failures", "", "Tests marked as expected failures name a protection that is",
-                "still missing; they start failing (strict xfail) once it is added, so the mark gets removed.", ""]
+        out += [
+            "",
+            "## Known gaps and failures",
+            "",
+            "Tests marked as expected failures name a protection that is",
+            "still missing; they start failing (strict xfail) once it is added, so the mark gets removed.",
+            "",
+        ]
         out += [f"- `{test}` ({results[test][0]}): {detail}" for test, detail in gaps]
     return "\n".join(out) + "\n"
 

@@ -28,6 +28,7 @@ take a minute or two on a GPU (not yet measured on one).
     python benchmarks/train_gpu.py --device cuda --json runs/train_gpu.json
     python benchmarks/train_gpu.py --tiny --device cpu                          # the plumbing, seconds
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,12 +55,19 @@ PRESET = "ucf101_20pct"
 UCF101_TRAIN = 9537  # clips in UCF-101 split 1's train list: the unlabeled pool
 # --tiny: a few small videos and a width-8 network on 32² crops, for a CPU test of the plumbing
 TINY_ARGS = dict(classes=2, per_class=4, size=(64, 48), frames=(24, 40), batches=(1, 8), steps=2, warmup=1)
-TINY_OVERRIDES = ["model.width=8", "model.projection_dim=16", "data.resize=36", "data.crop=32",
-                  "data.clip_len=4", "data.frame_interval=2"]
+TINY_OVERRIDES = [
+    "model.width=8",
+    "model.projection_dim=16",
+    "data.resize=36",
+    "data.crop=32",
+    "data.clip_len=4",
+    "data.frame_interval=2",
+]
 
 
-def build_data(root: Path, classes: int, per_class: int, size: tuple[int, int], frames: tuple[int, int],
-               pool: int) -> dict:
+def build_data(
+    root: Path, classes: int, per_class: int, size: tuple[int, int], frames: tuple[int, int], pool: int
+) -> dict:
     """Write the videos (or keep those already written) and the train list of ``pool`` entries.
 
     ``make_dataset`` renders one video after another, seconds each at 320x240, so the set is
@@ -67,13 +75,27 @@ def build_data(root: Path, classes: int, per_class: int, size: tuple[int, int], 
     The lists are MMAction2 video lists (``path label``): a UCF-101 list names the class by
     its top folder, here the shard's."""
     names = list(synth.MOTIONS)[:classes]
-    shards = [(root / f"part{k:03d}", k, dict(
-        classes=names, train_per_class=min(synth.CLIPS_PER_GROUP, per_class - done), test_per_class=int(k == 0),
-        size=size, min_frames=frames[0], max_frames=frames[1]))
-        for k, done in enumerate(range(0, per_class, synth.CLIPS_PER_GROUP))]
-    todo = [(out, seed, knobs) for out, seed, knobs in shards
-            if not (out / synth.RECIPE).exists()
-            or json.loads((out / synth.RECIPE).read_text()) != synth.recipe("demo", seed, **knobs)]
+    shards = [
+        (
+            root / f"part{k:03d}",
+            k,
+            dict(
+                classes=names,
+                train_per_class=min(synth.CLIPS_PER_GROUP, per_class - done),
+                test_per_class=int(k == 0),
+                size=size,
+                min_frames=frames[0],
+                max_frames=frames[1],
+            ),
+        )
+        for k, done in enumerate(range(0, per_class, synth.CLIPS_PER_GROUP))
+    ]
+    todo = [
+        (out, seed, knobs)
+        for out, seed, knobs in shards
+        if not (out / synth.RECIPE).exists()
+        or json.loads((out / synth.RECIPE).read_text()) != synth.recipe("demo", seed, **knobs)
+    ]
     processes = min(len(todo), cpus.usable_cpus()[0])
     start = time.perf_counter()
     if todo:
@@ -81,16 +103,26 @@ def build_data(root: Path, classes: int, per_class: int, size: tuple[int, int], 
             for job in [ex.submit(synth.make_dataset, out, "demo", seed, **knobs) for out, seed, knobs in todo]:
                 job.result()
     synth_s = time.perf_counter() - start if todo else None
-    train = [replace(s, path=f"{out.name}/{s.path}") for out, _, _ in shards
-             for s in read_list(out / "trainlist01.txt").samples]
+    train = [
+        replace(s, path=f"{out.name}/{s.path}")
+        for out, _, _ in shards
+        for s in read_list(out / "trainlist01.txt").samples
+    ]
     first = shards[0][0]  # the one shard with test videos
     test = [replace(s, path=f"{first.name}/{s.path}") for s in read_list(first / "testlist01.txt").samples]
     lists = root / "lists"  # not beside a classInd.txt, which would make them read as UCF-101 lists
     lists.mkdir(exist_ok=True)
     write_list(lists / "train.txt", [train[i % len(train)] for i in range(pool)], "video")
     write_list(lists / "test.txt", test, "video")
-    return {"root": str(root), "videos": len(train), "size": list(size), "frames": list(frames),
-            "train_list_entries": pool, "synth_s": synth_s, "synth_processes": processes if todo else 0}
+    return {
+        "root": str(root),
+        "videos": len(train),
+        "size": list(size),
+        "frames": list(frames),
+        "train_list_entries": pool,
+        "synth_s": synth_s,
+        "synth_processes": processes if todo else 0,
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -105,8 +137,7 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
     method, streams = get_method(cfg.method), cfg.streams()
     splits = build_splits(cfg.data, cfg.seed)
     budget = cpus.plan(cfg.train.cpus, cfg.data.num_workers, cfg.data.cache_frames)
-    loaders = Loaders(cfg, splits, BadInputs(cfg.data.max_bad_fraction), streams, budget.workers,
-                      method.uses_unlabeled)
+    loaders = Loaders(cfg, splits, BadInputs(cfg.data.max_bad_fraction), streams, budget.workers, method.uses_unlabeled)
     if warmup + steps > loaders.steps_per_epoch:
         raise SystemExit(f"{warmup + steps} steps do not fit in one epoch of {loaders.steps_per_epoch}: raise --pool")
     torch.manual_seed(cfg.seed)
@@ -114,9 +145,13 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     # the schedule's first lr: a fresh network at the peak lr may diverge, and a non-finite step skips its backward
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr_at(0, cfg, loaders.steps_per_epoch, 1),
-                                momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
-                                fused=device.type == "cuda")
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=lr_at(0, cfg, loaders.steps_per_epoch, 1),
+        momentum=cfg.train.momentum,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda",
+    )
     amp = use_amp(cfg.train.amp, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -147,11 +182,21 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
     mean = {key: sum(v) / steps for key, v in times.items()}
     step = sum(mean.values())
     clips = batch.n_l + batch.n_u
-    return {"batch": cfg.train.batch_size, "clips_per_step": clips, "workers": budget.workers,
-            "threads": budget.threads, **mean, "step_s": step, "clips_per_s": clips / step,
-            "gpu_busy": mean["compute_s"] / step, "step_only_s": step_only, "step_only_clips_per_s": clips / step_only,
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            "nonfinite_steps": nonfinite, "per_step": times}
+    return {
+        "batch": cfg.train.batch_size,
+        "clips_per_step": clips,
+        "workers": budget.workers,
+        "threads": budget.threads,
+        **mean,
+        "step_s": step,
+        "clips_per_s": clips / step,
+        "gpu_busy": mean["compute_s"] / step,
+        "step_only_s": step_only,
+        "step_only_clips_per_s": clips / step_only,
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "nonfinite_steps": nonfinite,
+        "per_step": times,
+    }
 
 
 def project(per_gpu: dict, one_gpu: dict, gpus: int, epochs: float, pool: int, mu: int) -> dict:
@@ -161,51 +206,89 @@ def project(per_gpu: dict, one_gpu: dict, gpus: int, epochs: float, pool: int, m
     steps_per_epoch = pool // (one_gpu["batch"] * max(mu, 1))
     steps = int(epochs * steps_per_epoch)
     setups = {"one_gpu": (1, one_gpu), "multi_gpu": (gpus, per_gpu)}
-    return {"epochs": epochs, "unlabeled_clips": pool, "steps_per_epoch": steps_per_epoch, "steps": steps,
-            **{name: {"gpus": n, "batch_per_gpu": r["batch"], "workers_per_loader": r["workers"],
-                      "wall_s": steps * r["step_s"], "compute_only_wall_s": steps * r["step_only_s"]}
-               for name, (n, r) in setups.items()},
-            "assumes": f"{gpus} GPUs: no communication cost (gradient all-reduce, SyncBN, all-gathers) and "
-                       f"{per_gpu['workers']} workers for each of a GPU's two loaders; "
-                       "no validation, PreciseBN or checkpoints"}
+    return {
+        "epochs": epochs,
+        "unlabeled_clips": pool,
+        "steps_per_epoch": steps_per_epoch,
+        "steps": steps,
+        **{
+            name: {
+                "gpus": n,
+                "batch_per_gpu": r["batch"],
+                "workers_per_loader": r["workers"],
+                "wall_s": steps * r["step_s"],
+                "compute_only_wall_s": steps * r["step_only_s"],
+            }
+            for name, (n, r) in setups.items()
+        },
+        "assumes": f"{gpus} GPUs: no communication cost (gradient all-reduce, SyncBN, all-gathers) and "
+        f"{per_gpu['workers']} workers for each of a GPU's two loaders; "
+        "no validation, PreciseBN or checkpoints",
+    }
 
 
 def report(result: dict) -> str:
     """The two markdown tables."""
-    lines = ["| clips/step (labeled + unlabeled) | workers per loader | data wait (ms) | to device (ms) "
-             "| train_step (ms) | step (ms) | clips/s | GPU busy | step only (ms) | step-only clips/s | peak GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clips/step (labeled + unlabeled) | workers per loader | data wait (ms) | to device (ms) "
+        "| train_step (ms) | step (ms) | clips/s | GPU busy | step only (ms) | step-only clips/s | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["runs"]:
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
-        lines.append(f"| {r['batch']} + {r['clips_per_step'] - r['batch']} | {r['workers']} "
-                     f"| {r['data_wait_s'] * 1e3:.0f} | {r['to_device_s'] * 1e3:.0f} | {r['compute_s'] * 1e3:.0f} "
-                     f"| {r['step_s'] * 1e3:.0f} | {r['clips_per_s']:.1f} | {r['gpu_busy']:.0%} "
-                     f"| {r['step_only_s'] * 1e3:.0f} | {r['step_only_clips_per_s']:.1f} | {peak} |")
+        lines.append(
+            f"| {r['batch']} + {r['clips_per_step'] - r['batch']} | {r['workers']} "
+            f"| {r['data_wait_s'] * 1e3:.0f} | {r['to_device_s'] * 1e3:.0f} | {r['compute_s'] * 1e3:.0f} "
+            f"| {r['step_s'] * 1e3:.0f} | {r['clips_per_s']:.1f} | {r['gpu_busy']:.0%} "
+            f"| {r['step_only_s'] * 1e3:.0f} | {r['step_only_clips_per_s']:.1f} | {peak} |"
+        )
     if skipped := sum(r["nonfinite_steps"] for r in result["runs"]):
         lines += ["", f"**{skipped} step(s) had a non-finite loss and skipped their backward: times too low.**"]
     p = result["projection"]
-    lines += ["", f"Projected wall time of {p['epochs']:g} epochs of UCF-101 split 1 ({p['unlabeled_clips']} unlabeled "
-              f"clips, {p['steps_per_epoch']} steps an epoch, {p['steps']} steps):", "",
-              "| GPUs | clips per GPU | end to end (h) | if data were free (h) |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Projected wall time of {p['epochs']:g} epochs of UCF-101 split 1 ({p['unlabeled_clips']} unlabeled "
+        f"clips, {p['steps_per_epoch']} steps an epoch, {p['steps']} steps):",
+        "",
+        "| GPUs | clips per GPU | end to end (h) | if data were free (h) |",
+        "|---|---|---|---|",
+    ]
     for s in (p["one_gpu"], p["multi_gpu"]):
-        lines.append(f"| {s['gpus']} | {s['batch_per_gpu']} + {s['batch_per_gpu']} | {s['wall_s'] / 3600:.2f} "
-                     f"| {s['compute_only_wall_s'] / 3600:.2f} |")
+        lines.append(
+            f"| {s['gpus']} | {s['batch_per_gpu']} + {s['batch_per_gpu']} | {s['wall_s'] / 3600:.2f} "
+            f"| {s['compute_only_wall_s'] / 3600:.2f} |"
+        )
     lines += ["", f"Assumes {p['assumes']}."]
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, help="video folder, reused if it holds this set (default: data/train_gpu, "
-                                             "data/train_gpu_tiny with --tiny)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="video folder, reused if it holds this set (default: data/train_gpu, data/train_gpu_tiny with --tiny)",
+    )
     p.add_argument("--classes", type=int, default=5, choices=range(1, len(synth.MOTIONS) + 1), metavar="N")
     p.add_argument("--per-class", type=int, default=60, help="train videos per class")
     p.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
-    p.add_argument("--frames", type=int, nargs=2, default=(100, 250), metavar=("MIN", "MAX"),
-                   help="video length (UCF-101: 29-1776, mean 186)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        nargs=2,
+        default=(100, 250),
+        metavar=("MIN", "MAX"),
+        help="video length (UCF-101: 29-1776, mean 186)",
+    )
     p.add_argument("--pool", type=int, default=UCF101_TRAIN, help="train list entries (cycling through the videos)")
-    p.add_argument("--batches", type=int, nargs=2, default=(5, 40), metavar=("PER_GPU", "GLOBAL"),
-                   help="labeled clips per step (as many unlabeled): per GPU of a multi-GPU run, and on one GPU")
+    p.add_argument(
+        "--batches",
+        type=int,
+        nargs=2,
+        default=(5, 40),
+        metavar=("PER_GPU", "GLOBAL"),
+        help="labeled clips per step (as many unlabeled): per GPU of a multi-GPU run, and on one GPU",
+    )
     p.add_argument("--steps", type=int, default=30, help="timed steps per batch size")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (worker start, cuDNN)")
     p.add_argument("--workers", type=int, help="loader workers per loader (default: the preset's auto, cpus.plan)")
@@ -226,13 +309,24 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = pick_device(args.device)
     data = build_data(args.data, args.classes, args.per_class, tuple(args.size), tuple(args.frames), args.pool)
-    built = ("reused" if data["synth_s"] is None
-             else f"written in {data['synth_s']:.0f} s by {data['synth_processes']} process(es)")
-    print(f"{data['videos']} videos ({args.size[0]}x{args.size[1]}, {args.frames[0]}-{args.frames[1]} frames) "
-          f"in {args.data}: {built}", flush=True)
-    base = [f"data.root={args.data}", f"data.train_list={args.data / 'lists/train.txt'}",
-            f"data.test_list={args.data / 'lists/test.txt'}", "data.labeled_list=null", "data.labeled_fraction=0.2",
-            f"train.device={args.device}"]
+    built = (
+        "reused"
+        if data["synth_s"] is None
+        else f"written in {data['synth_s']:.0f} s by {data['synth_processes']} process(es)"
+    )
+    print(
+        f"{data['videos']} videos ({args.size[0]}x{args.size[1]}, {args.frames[0]}-{args.frames[1]} frames) "
+        f"in {args.data}: {built}",
+        flush=True,
+    )
+    base = [
+        f"data.root={args.data}",
+        f"data.train_list={args.data / 'lists/train.txt'}",
+        f"data.test_list={args.data / 'lists/test.txt'}",
+        "data.labeled_list=null",
+        "data.labeled_fraction=0.2",
+        f"train.device={args.device}",
+    ]
     if args.tiny:
         base += TINY_OVERRIDES
     if args.workers is not None:
@@ -244,14 +338,25 @@ def main(argv: list[str] | None = None) -> dict:
         runs.append(measure(cfg, device, args.steps, args.warmup))
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next batch size starts from a clean allocator
-    result = {"preset": PRESET, "method": cfg.method, "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "cpus": cpus.usable_cpus(cfg.train.cpus)[0], "steps": args.steps, "warmup": args.warmup,
-              "clip": [cfg.data.clip_len, cfg.data.crop, cfg.data.crop], "data": data, "runs": runs,
-              "projection": project(runs[0], runs[1], args.batches[1] // args.batches[0], cfg.train.epochs,
-                                    args.pool, cfg.train.mu)}
-    print(f"{PRESET} {cfg.method} on {result['device_name']}, {result['cpus']} CPUs, clips "
-          f"{cfg.data.clip_len}x{cfg.data.crop}x{cfg.data.crop}, {args.steps} timed steps after {args.warmup}\n")
+    result = {
+        "preset": PRESET,
+        "method": cfg.method,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpus": cpus.usable_cpus(cfg.train.cpus)[0],
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "clip": [cfg.data.clip_len, cfg.data.crop, cfg.data.crop],
+        "data": data,
+        "runs": runs,
+        "projection": project(
+            runs[0], runs[1], args.batches[1] // args.batches[0], cfg.train.epochs, args.pool, cfg.train.mu
+        ),
+    }
+    print(
+        f"{PRESET} {cfg.method} on {result['device_name']}, {result['cpus']} CPUs, clips "
+        f"{cfg.data.clip_len}x{cfg.data.crop}x{cfg.data.crop}, {args.steps} timed steps after {args.warmup}\n"
+    )
     print(report(result), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ First it prints the forward FLOPs of one 8-frame clip through one width-64 netwo
     python benchmarks/train_step.py --device cuda --shapes reference reference_1gpu --fp32 --contiguous
     python benchmarks/train_step.py --flops-only         # the FLOPs table alone
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,15 @@ def timed(fn, warmup: int, iters: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / iters
 
 
-def bench(method_name: str, shape: str, device: torch.device, iters: int, compile_: bool, amp: bool = True,
-          channels_last: bool = True) -> dict:
+def bench(
+    method_name: str,
+    shape: str,
+    device: torch.device,
+    iters: int,
+    compile_: bool,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> dict:
     overrides = [f"method={method_name}", "train.clip_grad_norm=40"]
     if shape in REFERENCE_SHAPES:
         cfg = load_config("ucf101_20pct", REFERENCE_SHAPES[shape] + overrides)
@@ -96,9 +104,17 @@ def bench(method_name: str, shape: str, device: torch.device, iters: int, compil
         floor()
     flops = counter.get_total_flops()
     clips = n * len(streams)
-    return {"method": method_name, "shape": shape, "clips": clips, "step_s": t_step, "floor_s": t_floor,
-            "ratio": t_step / t_floor, "clips_per_s": clips / t_step, "gflops": flops / t_step / 1e9,
-            "peak_gib": peak_gib}
+    return {
+        "method": method_name,
+        "shape": shape,
+        "clips": clips,
+        "step_s": t_step,
+        "floor_s": t_floor,
+        "ratio": t_step / t_floor,
+        "clips_per_s": clips / t_step,
+        "gflops": flops / t_step / 1e9,
+        "peak_gib": peak_gib,
+    }
 
 
 def main() -> None:
@@ -126,8 +142,11 @@ def main() -> None:
     for shape in a.shapes:
         for m in ("supervised", "fixmatch", "tg_fixmatch"):
             r = bench(m, shape, device, a.iters, a.compile, amp=not a.fp32, channels_last=not a.contiguous)
-            print(f"| {shape} | {m} | {r['clips']} | {r['step_s']:.3f} | {r['floor_s']:.3f} | {r['ratio']:.2f} "
-                  f"| {r['clips_per_s']:.1f} | {r['gflops']:.0f} | {r['peak_gib']:.1f} |", flush=True)
+            print(
+                f"| {shape} | {m} | {r['clips']} | {r['step_s']:.3f} | {r['floor_s']:.3f} | {r['ratio']:.2f} "
+                f"| {r['clips_per_s']:.1f} | {r['gflops']:.0f} | {r['peak_gib']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Launched by torchrun from test_engine.py: train, then dump this rank's weights and BN types.
 
 ``python tests/_ddp_train.py OUT [--preset NAME] [dotted.key=value ...]`` (default preset: synthetic_tiny)."""
+
 import json
 import sys
 from pathlib import Path

@@ -5,6 +5,7 @@ runs the suite with ``TGSEMI_RELIABILITY_RECORDS`` set and turns the records int
 docs/reliability.md, so the figures there are the suite's own. In a plain test run
 nothing is written.
 """
+
 import json
 import os
 
@@ -16,5 +17,7 @@ def record(section: str, fault: str, tries: int, ok: int, outcome: str) -> None:
         return
     test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
     with open(path, "a") as f:
-        f.write(json.dumps({"section": section, "fault": fault, "tries": tries, "ok": ok,
-                            "outcome": outcome, "test": test}) + "\n")
+        f.write(
+            json.dumps({"section": section, "fault": fault, "tries": tries, "ok": ok, "outcome": outcome, "test": test})
+            + "\n"
+        )

@@ -11,6 +11,7 @@ rank that RANK/WORLD_SIZE/MASTER_* name), and lets a test choose where to kill i
 At the end each rank's weights go to ``RUN_DIR/rank<r>.pt``. Only this process is
 patched; the package itself has no test hooks.
 """
+
 import io
 import logging
 import sys

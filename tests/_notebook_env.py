@@ -5,6 +5,7 @@ The workspace is shared so that the runs one notebook (or one test file) trains
 are found by the others, as on a user's machine; everything lands under a
 temporary ``TGSEMI_HOME``, never in the repository.
 """
+
 from __future__ import annotations
 
 import os

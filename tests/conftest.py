@@ -22,6 +22,8 @@ def tiny_runs(tiny_root, tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("runs")
     for method in ("fixmatch", "tg_fixmatch"):
-        train(load_config("synthetic_tiny", [f"data.root={tiny_root}", f"method={method}", "train.max_steps=4"]),
-              out / method)
+        train(
+            load_config("synthetic_tiny", [f"data.root={tiny_root}", f"method={method}", "train.max_steps=4"]),
+            out / method,
+        )
     return {method: out / method for method in ("fixmatch", "tg_fixmatch")}

@@ -1,4 +1,5 @@
 """Analysis tools: corruptions (against PIL), Grad-CAM, separability, CLI and report on tiny runs."""
+
 import json
 from functools import partial
 
@@ -7,8 +8,16 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from tgsemi.analysis.corruptions import EXTENDED, NO_SEVERITY, PAPER, SEVERITIES, SUITES, corrupt, \
-    enhance_brightness, enhance_contrast
+from tgsemi.analysis.corruptions import (
+    EXTENDED,
+    NO_SEVERITY,
+    PAPER,
+    SEVERITIES,
+    SUITES,
+    corrupt,
+    enhance_brightness,
+    enhance_contrast,
+)
 from tgsemi.analysis.embedding import separability, tsne
 from tgsemi.analysis.gradcam import gradcam, gradcam_video, overlay
 from tgsemi.analysis.robustness import select, suite_markdown, summarize
@@ -101,8 +110,11 @@ def test_suites_are_selected_by_name_or_replaced_by_corruptions():
 
 def test_mpc_rpc_and_relative_robustness_follow_their_definitions():
     acc = {"h264_crf": {"1": 70.0, "2": 50.0}, "reversal": {"1": 40.0, "2": 40.0}}  # reversal: no severity
-    result = {"severities": [1, 2], "suites": {"mini-kinetics-c": ["h264_crf", "reversal"]},
-              "models": [{"label": "A", "clean": 80.0, "acc": acc}, {"label": "B", "clean": 0.0, "acc": acc}]}
+    result = {
+        "severities": [1, 2],
+        "suites": {"mini-kinetics-c": ["h264_crf", "reversal"]},
+        "models": [{"label": "A", "clean": 80.0, "acc": acc}, {"label": "B", "clean": 0.0, "acc": acc}],
+    }
     for m in result["models"]:
         m["summary"] = summarize(m, result)
     a, b = (m["summary"]["mini-kinetics-c"] for m in result["models"])
@@ -150,8 +162,11 @@ def test_gradcam_video_writes_grid_gif_and_predictions(tiny_runs, tmp_path):
     runs = [tiny_runs["fixmatch"], tiny_runs["tg_fixmatch"]]
     paths = gradcam_video(runs, "test:1", tmp_path, target="true")
     rows = json.loads(paths["json"].read_text())["rows"]
-    assert [(r["label"], r["modality"]) for r in rows] == [("Baseline-RGB", "rgb"), ("Ours-RGB", "rgb"),
-                                                         ("Ours-TG", "tg")]
+    assert [(r["label"], r["modality"]) for r in rows] == [
+        ("Baseline-RGB", "rgb"),
+        ("Ours-RGB", "rgb"),
+        ("Ours-TG", "tg"),
+    ]
     gif = Image.open(paths["gif"])
     assert gif.n_frames == load_run(runs[0]).cfg.data.clip_len
     assert Image.open(paths["png"]).size[0] > 200
@@ -163,8 +178,24 @@ def test_gradcam_video_writes_grid_gif_and_predictions(tiny_runs, tmp_path):
 
 def test_cli_analysis_commands_on_tiny_runs(tiny_runs, tmp_path):
     fm, tg = str(tiny_runs["fixmatch"]), str(tiny_runs["tg_fixmatch"])
-    assert main(["robustness", fm, tg, "--corruptions", "grayscale", "jitter", "--severities", "1", "5",
-                 "--out", str(tmp_path / "rob")]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                fm,
+                tg,
+                "--corruptions",
+                "grayscale",
+                "jitter",
+                "--severities",
+                "1",
+                "5",
+                "--out",
+                str(tmp_path / "rob"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "rob" / "robustness.json").read_text())
     assert [m["label"] for m in res["models"]] == ["Baseline-RGB", "Ours-RGB"]
     # the shared decoding pass agrees with the evaluator, clean and corrupted
@@ -175,14 +206,31 @@ def test_cli_analysis_commands_on_tiny_runs(tiny_runs, tmp_path):
     assert "| Grayscale |" in (tmp_path / "rob" / "robustness.md").read_text()
     assert (tmp_path / "rob" / "robustness.png").stat().st_size > 0
     assert main(["robustness", fm, "--modality", "tg", "--out", str(tmp_path / "x")]) == 2  # no TG network
-    assert main(["robustness", fm, tg, "--suite", "paper", "--severities", "2-3", "--threads", "1",
-                 "--out", str(tmp_path / "paper")]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                fm,
+                tg,
+                "--suite",
+                "paper",
+                "--severities",
+                "2-3",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path / "paper"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "paper" / "robustness.json").read_text())
     assert res["suites"] == {"paper": list(PAPER)} and res["severities"] == [2, 3]
     ours = res["models"][1]
     contrast = (ours["acc"]["contrast"]["2"] + ours["acc"]["contrast"]["3"]) / 2
-    mpc = (contrast + (ours["acc"]["brightness"]["2"] + ours["acc"]["brightness"]["3"]) / 2
-           + ours["acc"]["grayscale"]["2"]) / 3
+    mpc = (
+        contrast + (ours["acc"]["brightness"]["2"] + ours["acc"]["brightness"]["3"]) / 2 + ours["acc"]["grayscale"]["2"]
+    ) / 3
     assert ours["summary"]["paper"]["mPC"] == pytest.approx(mpc)
     assert "| **mPC** |" in (tmp_path / "paper" / "robustness.md").read_text()
     assert main(["robustness", fm, "--suite", "nope", "--out", str(tmp_path / "y")]) == 2
@@ -200,8 +248,13 @@ def test_report_has_tables_figures_and_computed_verdicts(tiny_runs, tmp_path):
 
     runs = [tiny_runs["fixmatch"], tiny_runs["tg_fixmatch"]]
     text = make_report(runs, tmp_path, corruptions=["grayscale", "brightness", "reversal"]).read_text()
-    for needle in ("| Corruption | Baseline-RGB | Ours-RGB |", "| Grayscale |",
-                   "| Model | Training Acc. | Testing Acc. | Acc. Gap |", "| Ours-TG |", "![t-SNE](tsne.png)"):
+    for needle in (
+        "| Corruption | Baseline-RGB | Ours-RGB |",
+        "| Grayscale |",
+        "| Model | Training Acc. | Testing Acc. | Acc. Gap |",
+        "| Ours-TG |",
+        "![t-SNE](tsne.png)",
+    ):
         assert needle in text
     for figure in ("robustness.png", "tsne.png", "gradcam_test0.png", "gradcam_test0.gif"):
         assert (tmp_path / figure).stat().st_size > 0

@@ -1,4 +1,5 @@
 """Annotation readers: real reference lists, each official layout, and clear errors."""
+
 from __future__ import annotations
 
 import logging
@@ -6,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tgsemi.data.annotations import (PathOutsideRootError, Sample, check_exists, read_class_index, read_list,
-                                     resolve_path, write_list)
+from tgsemi.data.annotations import (
+    PathOutsideRootError,
+    Sample,
+    check_exists,
+    read_class_index,
+    read_list,
+    resolve_path,
+    write_list,
+)
 from tgsemi.errors import AnnotationError, MissingFilesError
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference_splits"
@@ -21,6 +29,7 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 # --- the real lists (docs/method.md section 5) ----------------------------------------------------
+
 
 @needs_reference
 @pytest.mark.parametrize("name", sorted(p.name for p in REFERENCE.glob("*.txt")) if REFERENCE.is_dir() else [])
@@ -61,10 +70,13 @@ def test_ucf_20_percent_list_covers_101_classes():
 
 
 @needs_reference
-@pytest.mark.parametrize("pool, subsets", [
-    ("ucf101_train_split_1_rawframes.txt", ["ucf101_train_*_percent_*labeled_split_1_rawframes.txt"]),
-    ("hmdb51_train_100_percent_labeled_split_1_rawframes.txt", ["hmdb51_train_[4-6]0_percent_labeled_*.txt"]),
-])
+@pytest.mark.parametrize(
+    "pool, subsets",
+    [
+        ("ucf101_train_split_1_rawframes.txt", ["ucf101_train_*_percent_*labeled_split_1_rawframes.txt"]),
+        ("hmdb51_train_100_percent_labeled_split_1_rawframes.txt", ["hmdb51_train_[4-6]0_percent_labeled_*.txt"]),
+    ],
+)
 def test_reference_subsets_are_drawn_from_the_train_pool(pool, subsets):
     full = set(read_list(REFERENCE / pool).samples)
     files = [f for pattern in subsets for f in REFERENCE.glob(pattern)]
@@ -75,6 +87,7 @@ def test_reference_subsets_are_drawn_from_the_train_pool(pool, subsets):
 
 # --- MMAction2 lists ------------------------------------------------------------------------
 
+
 def test_video_and_rawframe_lists(tmp_path):
     video = write(tmp_path / "v.txt", "# comment\n\na/x.mp4 3\r\nb/y.mp4\t0\n")
     frames = write(tmp_path / "f.txt", "a/x 120 3\n\n  b/y 7 0  \n")
@@ -84,15 +97,18 @@ def test_video_and_rawframe_lists(tmp_path):
     assert read_list(frames).format == "rawframes"
 
 
-@pytest.mark.parametrize("text, line, words", [
-    ("a 10 1\nfoo bar\n", 2, ["'path total_frames label'", "'foo bar'"]),
-    ("a 10 1\nb 10 x\n", 2, ["integer", "'b 10 x'"]),
-    ("a 10 1\n\n# c\nb -3 1\n", 4, ["non-negative"]),
-    ("a 1\nb -1\n", 2, ["non-negative integer label"]),
-    ("a 1\nb 2 3\n", 2, ["like the first entry (line 1)", "3 columns"]),
-    ("a b c d\n", 1, ["expected"]),
-    ("ok 1\nbad\x01path 2\n", 2, ["whitespace or control characters"]),
-])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ("a 10 1\nfoo bar\n", 2, ["'path total_frames label'", "'foo bar'"]),
+        ("a 10 1\nb 10 x\n", 2, ["integer", "'b 10 x'"]),
+        ("a 10 1\n\n# c\nb -3 1\n", 4, ["non-negative"]),
+        ("a 1\nb -1\n", 2, ["non-negative integer label"]),
+        ("a 1\nb 2 3\n", 2, ["like the first entry (line 1)", "3 columns"]),
+        ("a b c d\n", 1, ["expected"]),
+        ("ok 1\nbad\x01path 2\n", 2, ["whitespace or control characters"]),
+    ],
+)
 def test_malformed_lines_name_file_line_and_layout(tmp_path, text, line, words):
     path = write(tmp_path / "list.txt", text)
     with pytest.raises(AnnotationError) as err:
@@ -129,8 +145,10 @@ CLASS_IND = "1 ApplyEyeMakeup\n2 Archery\n3 HandstandPushups\n"
 
 
 def test_ucf101_trainlist_is_converted_to_0_based(tmp_path):
-    path = write(tmp_path / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
-                                               "HandstandPushups/v_HandStandPushups_g08_c01.avi 3\r\n")
+    path = write(
+        tmp_path / "trainlist01.txt",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nHandstandPushups/v_HandStandPushups_g08_c01.avi 3\r\n",
+    )
     listing = read_list(path)
     assert listing.format == "ucf101"
     assert [s.label for s in listing.samples] == [0, 2]
@@ -173,8 +191,13 @@ def test_ucf101_label_zero_is_rejected(tmp_path):
         read_list(write(tmp_path / "trainlist01.txt", "A/a.avi 0\n"))
 
 
-@pytest.mark.parametrize("text, message", [("A/a.avi 1\nA/b.avi 2\n", "class 1 that an earlier line gives folder 'A'"),
-                                           ("A/a.avi 1\nB/b.avi 1\n", "already used by another class folder")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("A/a.avi 1\nA/b.avi 2\n", "class 1 that an earlier line gives folder 'A'"),
+        ("A/a.avi 1\nB/b.avi 1\n", "already used by another class folder"),
+    ],
+)
 def test_ucf101_trainlist_without_class_index_is_checked_for_one_class_per_folder(tmp_path, text, message):
     with pytest.raises(AnnotationError, match=message) as err:
         read_list(write(tmp_path / "trainlist01.txt", text))
@@ -183,9 +206,14 @@ def test_ucf101_trainlist_without_class_index_is_checked_for_one_class_per_folde
 
 def test_class_index_files(tmp_path):
     assert read_class_index(write(tmp_path / "classInd.txt", CLASS_IND)) == {
-        "ApplyEyeMakeup": 0, "Archery": 1, "HandstandPushups": 2}
+        "ApplyEyeMakeup": 0,
+        "Archery": 1,
+        "HandstandPushups": 2,
+    }
     assert read_class_index(write(tmp_path / "names.txt", "air drumming\nabseiling\n")) == {
-        "air drumming": 0, "abseiling": 1}
+        "air drumming": 0,
+        "abseiling": 1,
+    }
     assert read_class_index(write(tmp_path / "gap.txt", "1 A\n3 C\n")) == {"A": 0, "C": 2}
     with pytest.raises(AnnotationError, match="twice") as err:
         read_class_index(write(tmp_path / "dup.txt", "1 A\n2 B\n3 A\n"))
@@ -193,6 +221,7 @@ def test_class_index_files(tmp_path):
 
 
 # --- HMDB-51 --------------------------------------------------------------------------------
+
 
 def hmdb_folder(root: Path) -> Path:
     write(root / "wave_test_split1.txt", "w1.avi 1 \nw2.avi 2 \nw3.avi 0 \n")
@@ -221,15 +250,19 @@ def test_hmdb51_bad_id_and_missing_split(tmp_path):
 
 # --- Kinetics-400 ---------------------------------------------------------------------------
 
-KINETICS = ("label,youtube_id,time_start,time_end,split,is_cc\n"
-            "zumba,-0aBc_dEf12,5,15,train,0\n"
-            '"air drumming",xyz,0,10,train,0\n')
+KINETICS = (
+    "label,youtube_id,time_start,time_end,split,is_cc\n"
+    "zumba,-0aBc_dEf12,5,15,train,0\n"
+    '"air drumming",xyz,0,10,train,0\n'
+)
 
 
 def test_kinetics_csv(tmp_path):
     path = write(tmp_path / "train.csv", KINETICS)
-    assert read_list(path).samples == [Sample("train/-0aBc_dEf12_000005_000015.mp4", 1),
-                                       Sample("train/xyz_000000_000010.mp4", 0)]
+    assert read_list(path).samples == [
+        Sample("train/-0aBc_dEf12_000005_000015.mp4", 1),
+        Sample("train/xyz_000000_000010.mp4", 0),
+    ]
     given = read_list(path, class_index=["abseiling", "air drumming", "zumba"]).samples
     assert [s.label for s in given] == [2, 1]
 
@@ -254,6 +287,7 @@ def test_kinetics_csv_without_labels(tmp_path):
 
 # --- writing --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt, line", [("video", "a/x.mp4 4"), ("rawframes", "a/x 30 4"), ("ucf101", "a/x.mp4 5")])
 def test_write_list_layouts_round_trip(tmp_path, fmt, line):
     sample = Sample("a/x.mp4" if fmt != "rawframes" else "a/x", 4, 30 if fmt == "rawframes" else None)
@@ -269,6 +303,7 @@ def test_write_list_refuses_what_it_cannot_read_back(tmp_path):
 
 
 # --- paths on disk --------------------------------------------------------------------------
+
 
 def test_resolve_path_stays_inside_the_root(tmp_path):
     root = tmp_path / "data"

@@ -3,6 +3,7 @@ by Playwright): every notebook runs, its widgets render, and moving a slider
 changes what a widget shows, i.e. the kernel round trip works. Screenshots go
 to a temporary folder, and to docs/screenshots/ with TGSEMI_SAVE_SCREENSHOTS=1.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,25 @@ from _notebook_env import NAMES, NOTEBOOKS, REPO, code_cells, errors, kernel_env
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SLIDERS = {  # notebook -> the slider to move (its description)
-    "01_temporal_gradient": "frame", "02_semi_supervised_training": "smoothing",
-    "03_robustness_probes": "severity", "04_gradcam_attention": "frame", "05_tsne_embeddings": "perplexity",
+    "01_temporal_gradient": "frame",
+    "02_semi_supervised_training": "smoothing",
+    "03_robustness_probes": "severity",
+    "04_gradcam_attention": "frame",
+    "05_tsne_embeddings": "perplexity",
 }
 LAB_SETTINGS = {  # no news or update checks (no network), every cell kept in the DOM
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 KERNEL_IDLE = "() => /\\| Idle/.test(document.querySelector('.jp-StatusBar-Widget')?.innerText || '')"
@@ -70,16 +81,33 @@ class Lab:
         for rel, value in LAB_SETTINGS.items():
             (root / "settings" / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / "settings" / rel).write_text(json.dumps(value))
-        env = {**kernel_env(home), "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
-               "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"), "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-               "JUPYTER_CONFIG_DIR": str(root / "config"), "IPYTHONDIR": str(root / "ipython")}
+        env = {
+            **kernel_env(home),
+            "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(root / "config"),
+            "IPYTHONDIR": str(root / "ipython"),
+        }
         self.log = root / "lab.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", f"--port={self.port}",
-                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={self.token}", f"--notebook-dir={root / 'lab'}",
-                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyterlab",
+                    "--allow-root",
+                    "--no-browser",
+                    f"--port={self.port}",
+                    "--ServerApp.ip=127.0.0.1",
+                    f"--ServerApp.token={self.token}",
+                    f"--notebook-dir={root / 'lab'}",
+                    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -128,8 +156,12 @@ def browser(tmp_path_factory):
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium_profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 1000})
+            tmp_path_factory.mktemp("chromium_profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         yield context
         context.close()
 
@@ -166,9 +198,12 @@ def test_notebook_in_jupyterlab(name, lab, browser, tmp_path_factory):
         before = images.evaluate_all("els => els.map(e => e.src)")
         assert before, "the widget shows no image"
         slider.locator(".noUi-handle").press("ArrowRight")
-        page.wait_for_function("([cell, before]) => Array.from(cell.querySelectorAll('.jp-OutputArea img'))"
-                               ".map(e => e.src).join() !== before.join()",
-                               arg=[cell.element_handle(), before], timeout=120_000)
+        page.wait_for_function(
+            "([cell, before]) => Array.from(cell.querySelectorAll('.jp-OutputArea img'))"
+            ".map(e => e.src).join() !== before.join()",
+            arg=[cell.element_handle(), before],
+            timeout=120_000,
+        )
 
         cell.scroll_into_view_if_needed()
         cell.screenshot(path=shots / f"{name}.png")

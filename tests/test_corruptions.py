@@ -1,5 +1,6 @@
 """The Mini Kinetics-C and Schiappa et al. corruptions: deterministic, shape-keeping, and
 doing what they say on tiny clips; temporal ones act on the video the TG is taken from."""
+
 from functools import partial
 
 import numpy as np
@@ -7,19 +8,53 @@ import pytest
 from PIL import Image
 
 from test_analysis import moving_pattern
-from tgsemi.analysis.corruptions import CORRUPTIONS, MINI_KINETICS_C, NO_SEVERITY, SCHIAPPA, SEVERITIES, SUITES, \
-    TITLES, corrupt
+from tgsemi.analysis.corruptions import (
+    CORRUPTIONS,
+    MINI_KINETICS_C,
+    NO_SEVERITY,
+    SCHIAPPA,
+    SEVERITIES,
+    SUITES,
+    TITLES,
+    corrupt,
+)
 from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset, intra_op_threads
 from tgsemi.data.transforms import MEAN, STD
 
 NEW = list(dict.fromkeys(MINI_KINETICS_C + SCHIAPPA))
 # distortion grows with severity on a moving pattern; the others are tested below
-GROWING = ["shot_noise_mkc", "motion_blur_mkc", "rain", "fog", "contrast_mkc", "brightness_mkc", "h264_crf",
-           "h265_crf", "gaussian_noise_sch", "shot_noise_sch", "impulse_noise", "speckle_noise", "defocus_blur",
-           "motion_blur_sch", "zoom_blur", "translate", "rotate", "static_rotate"]
-PER_VIDEO = ["fog", "contrast_mkc", "brightness_mkc", "saturate", "defocus_blur", "motion_blur_sch", "zoom_blur",
-             "translate", "static_rotate"]
+GROWING = [
+    "shot_noise_mkc",
+    "motion_blur_mkc",
+    "rain",
+    "fog",
+    "contrast_mkc",
+    "brightness_mkc",
+    "h264_crf",
+    "h265_crf",
+    "gaussian_noise_sch",
+    "shot_noise_sch",
+    "impulse_noise",
+    "speckle_noise",
+    "defocus_blur",
+    "motion_blur_sch",
+    "zoom_blur",
+    "translate",
+    "rotate",
+    "static_rotate",
+]
+PER_VIDEO = [
+    "fog",
+    "contrast_mkc",
+    "brightness_mkc",
+    "saturate",
+    "defocus_blur",
+    "motion_blur_sch",
+    "zoom_blur",
+    "translate",
+    "static_rotate",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +77,7 @@ def sources(name: str, severity: int, n: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255 ** 2 / np.mean((a.astype(float) - b) ** 2)))
+    return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2)))
 
 
 def test_every_suite_name_is_a_titled_corruption():
@@ -63,8 +98,9 @@ def test_deterministic_for_a_seed_and_keeps_shape_and_dtype(name):
 @pytest.mark.parametrize("name", GROWING)
 def test_distortion_grows_with_severity(name):
     frames = moving_pattern(4, 84, 112)  # a demo frame: sizes scale with the short side
-    distortion = [np.abs(corrupt(frames, name, s, np.random.default_rng(3)).astype(int) - frames).mean()
-                  for s in SEVERITIES]
+    distortion = [
+        np.abs(corrupt(frames, name, s, np.random.default_rng(3)).astype(int) - frames).mean() for s in SEVERITIES
+    ]
     assert distortion[0] > 0 and all(a <= b for a, b in zip(distortion, distortion[1:])), distortion
 
 
@@ -144,13 +180,13 @@ def test_camera_corruptions_rotate_as_pil_and_translate_up_left():
     big = np.random.default_rng(1).integers(1, 256, (2, 224, 224, 3), dtype=np.uint8)
     moved = corrupt(big, "translate", 5, np.random.default_rng(2))
     dy, dx = 224 - (moved[0].any(-1).any(1)).sum(), 224 - (moved[0].any(-1).any(0)).sum()
-    assert 0 < max(dy, dx) < 40 and np.array_equal(moved[:, :224 - dy, :224 - dx], big[:, dy:, dx:])
+    assert 0 < max(dy, dx) < 40 and np.array_equal(moved[:, : 224 - dy, : 224 - dx], big[:, dy:, dx:])
 
 
 def test_temporal_motion_blur_averages_centred_windows():
     flicker = np.broadcast_to((np.arange(9) % 2 * 200).astype(np.uint8)[:, None, None, None], (9, 2, 2, 3))
     out = corrupt(flicker, "motion_blur_mkc", 1)[:, 0, 0, 0]  # 3 frames
-    want = [np.mean(flicker[max(t - 1, 0):t + 2, 0, 0, 0]) for t in range(9)]
+    want = [np.mean(flicker[max(t - 1, 0) : t + 2, 0, 0, 0]) for t in range(9)]
     assert np.array_equal(out, np.floor(want).astype(np.uint8))
 
 
@@ -171,8 +207,10 @@ def test_reversal_reaches_the_networks_as_the_reversed_video(tmp_path, interval)
     def item(corruption):
         ds = EvalDataset(tmp_path, [Sample("ramp", 0, 20)], 4, interval, resize=16, crop=16, corruption=corruption)
         x = ds[0]
-        return {k: (x[k] * STD[:, None, None, None] + MEAN[:, None, None, None]).round()[0, 0, :, 0, 0]
-                for k in ("rgb", "tg")}
+        return {
+            k: (x[k] * STD[:, None, None, None] + MEAN[:, None, None, None]).round()[0, 0, :, 0, 0]
+            for k in ("rgb", "tg")
+        }
 
     clean, back = item(None), item(partial(corrupt, name="reversal"))
     assert (clean["tg"] == (255 - 10) // 2).all()  # frame minus the next, brighter one

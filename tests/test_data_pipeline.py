@@ -1,4 +1,5 @@
 """The training clip pipeline: TG on resized frames, items built on one thread."""
+
 from pathlib import Path
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from tgsemi.data.annotations import Sample
 from tgsemi.data import datasets
+from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset, FrameCache, UnlabeledDataset, load_rgb_tg
 from tgsemi.data.sampling import train_clip_indices
 from tgsemi.data.synth import render_clip, write_video
@@ -131,11 +132,20 @@ def test_normalize_any_layout_and_batch_shape():
 def test_reference_strong_views_draw_the_tg_ops_asked_for(video):
     """strong_aug=reference builds the authors' ops; restricted to Invert, the TG strong view is
     the inverted weak view exactly (normalised 255 - x), while RGB draws from all 15 ops."""
-    ds = UnlabeledDataset(video.parent, [Sample(video.name, 3)], 4, 3, resize=40, crop=32,
-                          strong_aug="reference", strong_ops_tg=["Invert"])
+    ds = UnlabeledDataset(
+        video.parent,
+        [Sample(video.name, 3)],
+        4,
+        3,
+        resize=40,
+        crop=32,
+        strong_aug="reference",
+        strong_ops_tg=["Invert"],
+    )
     item = ds[(0, 5)]
-    inverted = (255 - (item["tg_w"] * STD[:, None, None, None] + MEAN[:, None, None, None])
-                - MEAN[:, None, None, None]) / STD[:, None, None, None]
+    inverted = (
+        255 - (item["tg_w"] * STD[:, None, None, None] + MEAN[:, None, None, None]) - MEAN[:, None, None, None]
+    ) / STD[:, None, None, None]
     torch.testing.assert_close(item["tg_s"], inverted, atol=1e-4, rtol=0)
     assert not torch.equal(item["rgb_s"], item["rgb_w"])
 

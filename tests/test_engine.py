@@ -34,8 +34,10 @@ def assert_same_weights(a: dict, b: dict):
 # strong_on=batch draws the strong views on the training device from (seed, step, rank), not from
 # the global RNG the checkpoint restores: resuming must redraw them all the same. Threshold 0 lets
 # every strong view into the loss (at the preset's 0.5 none passes in 24 steps, and a redraw would not show).
-STRONG_ON = {"item": [], "batch": ["data.strong_aug=reference", "data.strong_ops_tg=null", "data.strong_on=batch",
-                                   "loss.threshold=0"]}
+STRONG_ON = {
+    "item": [],
+    "batch": ["data.strong_aug=reference", "data.strong_ops_tg=null", "data.strong_on=batch", "loss.threshold=0"],
+}
 
 
 @pytest.mark.parametrize("strong_on", STRONG_ON)
@@ -50,8 +52,11 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path, stron
     # resumed from videos held decoded in memory: the same clips, so the same weights
     resumed = train(tiny_cfg(tiny_root, *aug, "data.cache_frames=true"), tmp_path / "resumed").state_dict()
     assert_same_weights(straight, resumed)
-    steps = [json.loads(ln)["step"] for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-             if "loss" in json.loads(ln)]
+    steps = [
+        json.loads(ln)["step"]
+        for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(ln)
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 24  # no duplicated step after resuming
 
 
@@ -90,8 +95,10 @@ def test_baselines_train_and_log(tiny_root, tmp_path, method, modality):
 
 
 def test_lr_schedule_warmup_and_cosine():
-    cfg = load_config("synthetic_cpu", ["train.epochs=10", "train.warmup_epochs=2", "train.lr=0.2",
-                                        "train.batch_size=8", "train.base_batch_size=40"])
+    cfg = load_config(
+        "synthetic_cpu",
+        ["train.epochs=10", "train.warmup_epochs=2", "train.lr=0.2", "train.batch_size=8", "train.base_batch_size=40"],
+    )
     peak = 0.2 * 8 / 40
     assert lr_at(0, cfg, 10, 1) == pytest.approx(0.1 * peak)
     assert lr_at(20, cfg, 10, 1) == pytest.approx(peak)
@@ -109,7 +116,8 @@ def test_lr_schedule_of_the_reference_is_mmcvs_cosine_by_epoch(batch, world):
     warm = 30 * spe
     assert lr_at(0, cfg, spe, world) == pytest.approx(0.2 * 0.1)
     assert lr_at(warm // 2, cfg, spe, world) == pytest.approx(
-        0.1 * (1 + math.cos(math.pi * (warm // 2 // spe) / 180)) * (1 - (1 - (warm // 2) / warm) * 0.9))
+        0.1 * (1 + math.cos(math.pi * (warm // 2 // spe) / 180)) * (1 - (1 - (warm // 2) / warm) * 0.9)
+    )
     assert lr_at(warm, cfg, spe, world) == pytest.approx(0.187, abs=5e-4)  # the peak, at the end of warm-up
     assert lr_at(warm + spe - 1, cfg, spe, world) == lr_at(warm, cfg, spe, world)  # constant within an epoch
     last = 179 * spe
@@ -119,8 +127,21 @@ def test_lr_schedule_of_the_reference_is_mmcvs_cosine_by_epoch(batch, world):
 
 def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli(["train", "synthetic_tiny", "--out", str(run), f"data.root={tiny_root}", "method=fixmatch",
-                "train.max_steps=3", "train.ckpt_every_steps=2"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "synthetic_tiny",
+                "--out",
+                str(run),
+                f"data.root={tiny_root}",
+                "method=fixmatch",
+                "train.max_steps=3",
+                "train.ckpt_every_steps=2",
+            ]
+        )
+        == 0
+    )
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["position"]["step"] == 3 and "model" in ckpt
     assert cli(["eval", str(run), "--clips", "2", "--crops", "3"]) == 0
@@ -133,9 +154,18 @@ def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
 
 def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), f"data.root={tiny_root}", "train.max_steps=4",
-           "train.batch_size=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        str(ROOT / "tests" / "_ddp_train.py"),
+        str(tmp_path),
+        f"data.root={tiny_root}",
+        "train.max_steps=4",
+        "train.batch_size=2",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -147,12 +177,36 @@ def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the
     """ucf101_20pct shrunk to the tiny set: the reference layout, augmentation and schedule run,
     BatchNorm is synchronised over both processes, and PreciseBN reads the whole train split."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    shrink = [f"data.root={tiny_root}", "data.train_list=null", "data.test_list=null", "data.labeled_list=null",
-              "data.labeled_fraction=0.5", "data.clip_len=4", "data.frame_interval=2", "data.resize=32",
-              "data.crop=28", "data.num_workers=0", "model.width=8", "model.projection_dim=16",
-              "train.max_steps=3", "train.batch_size=2", "train.progress=false", "train.channels_last=false"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), "--preset", "ucf101_20pct", *shrink]
+    shrink = [
+        f"data.root={tiny_root}",
+        "data.train_list=null",
+        "data.test_list=null",
+        "data.labeled_list=null",
+        "data.labeled_fraction=0.5",
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.resize=32",
+        "data.crop=28",
+        "data.num_workers=0",
+        "model.width=8",
+        "model.projection_dim=16",
+        "train.max_steps=3",
+        "train.batch_size=2",
+        "train.progress=false",
+        "train.channels_last=false",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        str(ROOT / "tests" / "_ddp_train.py"),
+        str(tmp_path),
+        "--preset",
+        "ucf101_20pct",
+        *shrink,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for r in (0, 1):
@@ -180,7 +234,7 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
         torch.manual_seed(1)
         net = create_model(cfg.model, 3, ("rgb",), projection=False)
         x = clips.clone()
-        x[n_l + n_u:] *= scale  # only the strong views change
+        x[n_l + n_u :] *= scale  # only the strong views change
         batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, unlabeled_on=True)
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
         _, terms, _, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))

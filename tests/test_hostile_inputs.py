@@ -1,5 +1,6 @@
 """Hostile inputs: whatever a user feeds in, tgsemi fails with its own error type
 naming what is at fault, never with a traceback from deep inside a library."""
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,8 @@ def workdir(tmp_path_factory) -> Path:
 
 # one whitespace-free column; Z* and C* hold every character str.split() and str.strip() treat as space
 token = st.text(st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=8).filter(
-    lambda t: not t.startswith("#"))
+    lambda t: not t.startswith("#")
+)
 non_number = token.filter(lambda t: not (t.isascii() and t.isdigit()))
 negative = st.integers(1, 10**9).map(lambda n: f"-{n}")
 number = st.integers(0, 10**6).map(str)
@@ -117,8 +119,9 @@ def test_splitting_a_random_list_works_or_fails_cleanly(workdir, text, name):
 def bad_lines(width: int, numeric: tuple[int, ...]) -> st.SearchStrategy[str]:
     """Lines that cannot be valid for the layout: a wrong column count, or a
     number column holding a non-integer or a negative integer."""
-    wrong_width = st.integers(1, 6).filter(lambda k: k != width).flatmap(
-        lambda k: st.lists(token, min_size=k, max_size=k))
+    wrong_width = (
+        st.integers(1, 6).filter(lambda k: k != width).flatmap(lambda k: st.lists(token, min_size=k, max_size=k))
+    )
 
     @st.composite
     def bad_value(draw):
@@ -160,13 +163,18 @@ def test_a_bad_kinetics_row_is_reported_at_its_line(workdir, row):
 
 
 @FAST
-@given(labels=st.lists(st.integers(0, 4), min_size=1, max_size=40), seed=st.integers(0, 2**32),
-       strategy=st.sampled_from(["stratified", "random", "per-class"]),
-       fraction=st.one_of(st.none(), st.floats(-1, 2), st.just(float("nan"))),
-       count=st.one_of(st.none(), st.integers(-3, 50)),
-       per_class=st.one_of(st.none(), st.integers(-1, 6)), unlabeled=st.sampled_from(["all", "complement"]))
-def test_split_arguments_either_work_or_raise_config_error(labels, seed, strategy, fraction, count, per_class,
-                                                          unlabeled):
+@given(
+    labels=st.lists(st.integers(0, 4), min_size=1, max_size=40),
+    seed=st.integers(0, 2**32),
+    strategy=st.sampled_from(["stratified", "random", "per-class"]),
+    fraction=st.one_of(st.none(), st.floats(-1, 2), st.just(float("nan"))),
+    count=st.one_of(st.none(), st.integers(-3, 50)),
+    per_class=st.one_of(st.none(), st.integers(-1, 6)),
+    unlabeled=st.sampled_from(["all", "complement"]),
+)
+def test_split_arguments_either_work_or_raise_config_error(
+    labels, seed, strategy, fraction, count, per_class, unlabeled
+):
     train = [Sample(f"v{i}", c) for i, c in enumerate(labels)]
     try:
         labeled, rest = make_split(train, fraction, count, per_class, strategy, seed, unlabeled)
@@ -207,6 +215,7 @@ def test_known_escapes_are_annotation_errors(rel):
 
 # --- configs ---------------------------------------------------------------------------------------
 
+
 def dotted_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
     for name, field in model.model_fields.items():
         yield prefix + name
@@ -216,12 +225,21 @@ def dotted_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
 
 KEYS = sorted(dotted_keys(Config))
 # real keys, near misses of real keys, and made-up ones
-config_key = st.one_of(st.sampled_from(KEYS), st.text("abxyz_019-.", max_size=10), st.sampled_from(KEYS).flatmap(
-    lambda k: st.sampled_from([k + ".x", k + "x", k.upper(), "." + k, k + "."])))
-yaml_value = st.one_of(st.integers().map(str), st.floats().map(str), st.sampled_from(
-    ["true", "null", "~", "", "word", "'quoted'", "[1, 2]", "[]", "{a: 1}", "{}", "1e400", "0x10", "${oops}"]))
-leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6),
-                 st.lists(st.integers(), max_size=3))
+config_key = st.one_of(
+    st.sampled_from(KEYS),
+    st.text("abxyz_019-.", max_size=10),
+    st.sampled_from(KEYS).flatmap(lambda k: st.sampled_from([k + ".x", k + "x", k.upper(), "." + k, k + "."])),
+)
+yaml_value = st.one_of(
+    st.integers().map(str),
+    st.floats().map(str),
+    st.sampled_from(
+        ["true", "null", "~", "", "word", "'quoted'", "[1, 2]", "[]", "{a: 1}", "{}", "1e400", "0x10", "${oops}"]
+    ),
+)
+leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.lists(st.integers(), max_size=3)
+)
 REPORTED = settings(max_examples=100, deadline=None, derandomize=True, database=None)  # same figures each run
 
 
@@ -230,12 +248,16 @@ def names_a_key(err: ConfigError, keys: list[str]) -> bool:
     there) or a part of it (a list item, a union member), or quotes the override."""
     named = [k if k != "<root>" else "" for k in re.findall(r"^  (\S*): ", str(err), re.M)]
     return any(e == k or e.startswith(k + ".") or k.startswith(e + ".") for e in named for k in keys) or any(
-        f"{k}=" in str(err) for k in keys)
+        f"{k}=" in str(err) for k in keys
+    )
 
 
 def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
-    return [path for k, v in tree.items() for path in
-            (leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"])]
+    return [
+        path
+        for k, v in tree.items()
+        for path in (leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"])
+    ]
 
 
 def nest(pairs: list[tuple[str, object]]) -> dict:
@@ -267,9 +289,13 @@ def test_config_overrides_fail_only_with_config_error_naming_the_key():
             outcomes["valid"] += 1
 
     check()
-    record("Hostile inputs", "random `key=value` overrides (real, misspelt and made-up keys; YAML values)",
-           sum(outcomes.values()), sum(outcomes.values()), f"{outcomes['valid']} valid; {outcomes['named']} "
-           "refused with ConfigError naming the key; no other exception")
+    record(
+        "Hostile inputs",
+        "random `key=value` overrides (real, misspelt and made-up keys; YAML values)",
+        sum(outcomes.values()),
+        sum(outcomes.values()),
+        f"{outcomes['valid']} valid; {outcomes['named']} refused with ConfigError naming the key; no other exception",
+    )
 
 
 def test_config_dicts_fail_only_with_config_error_naming_a_key():
@@ -288,9 +314,13 @@ def test_config_dicts_fail_only_with_config_error_naming_a_key():
             outcomes["valid"] += 1
 
     check()
-    record("Hostile inputs", "random nested config mappings (keys and values of any type)", sum(outcomes.values()),
-           sum(outcomes.values()), f"{outcomes['valid']} valid; {outcomes['refused']} refused with ConfigError "
-           "naming the key; no other exception")
+    record(
+        "Hostile inputs",
+        "random nested config mappings (keys and values of any type)",
+        sum(outcomes.values()),
+        sum(outcomes.values()),
+        f"{outcomes['valid']} valid; {outcomes['refused']} refused with ConfigError naming the key; no other exception",
+    )
 
 
 def escapes_of(load, inputs) -> tuple[int, Counter]:
@@ -315,9 +345,13 @@ def escapes_of(load, inputs) -> tuple[int, Counter]:
 def test_any_override_text_fails_only_with_config_error():
     overrides = st.lists(st.tuples(config_key, st.text(max_size=12)).map("=".join), min_size=1, max_size=3)
     tried, escaped = escapes_of(lambda items: load_config("synthetic_tiny", items), overrides)
-    record("Hostile inputs", "random override lists with arbitrary text values, on a preset", tried,
-           tried - sum(escaped.values()), f"escaped as other exceptions: {dict(escaped)}" if escaped
-           else "only ConfigError")
+    record(
+        "Hostile inputs",
+        "random override lists with arbitrary text values, on a preset",
+        tried,
+        tried - sum(escaped.values()),
+        f"escaped as other exceptions: {dict(escaped)}" if escaped else "only ConfigError",
+    )
     assert not escaped
 
 
@@ -328,8 +362,13 @@ def test_any_yaml_file_fails_only_with_config_error(workdir):
         load_config(str(path))
 
     tried, escaped = escapes_of(load, st.text(max_size=200))
-    record("Hostile inputs", "config YAML files of random text", tried, tried - sum(escaped.values()),
-           f"escaped as other exceptions: {dict(escaped)}" if escaped else "only ConfigError naming the file")
+    record(
+        "Hostile inputs",
+        "config YAML files of random text",
+        tried,
+        tried - sum(escaped.values()),
+        f"escaped as other exceptions: {dict(escaped)}" if escaped else "only ConfigError naming the file",
+    )
     assert not escaped
 
 
@@ -347,12 +386,18 @@ def test_yaml_python_tags_run_no_code(workdir):
     marker.unlink()
     with pytest.raises(Exception):  # which type is test_any_yaml_file_fails_only_with_config_error's business
         load_config(str(evil))
-    record("Hostile inputs", "config YAML with a `!!python/object/apply:os.system` tag", 1, int(not marker.exists()),
-           "refused; no code ran (marker file not created)" if not marker.exists() else "CODE RAN")
+    record(
+        "Hostile inputs",
+        "config YAML with a `!!python/object/apply:os.system` tag",
+        1,
+        int(not marker.exists()),
+        "refused; no code ran (marker file not created)" if not marker.exists() else "CODE RAN",
+    )
     assert not marker.exists()
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
+
 
 class Payload:
     """Unpickling this runs code (here: creating ``marker``), the shape of a malicious checkpoint."""
@@ -374,13 +419,19 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path, caps
     assert marker.exists()
     marker.unlink()
 
-    for load in (lambda: checkpoint.load(evil), lambda: load_run(run),
-                 lambda: train(load_config("synthetic_tiny"), run)):  # a resumed run reads it first
+    for load in (
+        lambda: checkpoint.load(evil),
+        lambda: load_run(run),
+        lambda: train(load_config("synthetic_tiny"), run),
+    ):  # a resumed run reads it first
         with pytest.raises(CheckpointError, match="refused"):
             load()
     assert cli(["eval", str(run)]) == 2 and "refused" in capsys.readouterr().err
-    record("Hostile inputs", "a checkpoint whose pickle runs code, opened by checkpoint.load, load_run, a resumed "
-           "train and `tgsemi eval`", 4, 4 * (not marker.exists()),
-           "refused with CheckpointError; no code ran (marker file not created)" if not marker.exists()
-           else "CODE RAN")
+    record(
+        "Hostile inputs",
+        "a checkpoint whose pickle runs code, opened by checkpoint.load, load_run, a resumed train and `tgsemi eval`",
+        4,
+        4 * (not marker.exists()),
+        "refused with CheckpointError; no code ran (marker file not created)" if not marker.exists() else "CODE RAN",
+    )
     assert not marker.exists()

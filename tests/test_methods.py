@@ -24,6 +24,7 @@ def identity(t):
 
 # ---- plain reference formulas (python floats, explicit loops) ----
 
+
 def ref_softmax(row):
     exps = [math.exp(v) for v in row]
     return [e / sum(exps) for e in exps]
@@ -91,12 +92,13 @@ def ref_nce(a, b, tau, offset=0):
 
 # ---- fixtures ----
 
+
 def stream(n_l, n_u, seed, weak=None, proj_dim=6):
     """A fake network output with leaf tensors, so gradients can be inspected."""
     g = torch.Generator().manual_seed(seed)
     logits = 2 * torch.randn(n_l + 2 * n_u, K, generator=g)
     if weak is not None:
-        logits[n_l:n_l + n_u] = torch.tensor(weak)
+        logits[n_l : n_l + n_u] = torch.tensor(weak)
     n = n_l + 2 * n_u
     shapes = [(5, 3, 2, 2), (4, 2, 2, 1), (6, 1, 1, 2), (3, 1, 1, 1)]  # (C, T, H, W) per stage
     features = [torch.randn(n, *s, generator=g).requires_grad_() for s in shapes]
@@ -130,6 +132,7 @@ def rows(t):
 
 # ---- supervised and FixMatch ----
 
+
 def test_supervised_is_cross_entropy_on_labeled_clips():
     out, b = stream(5, 0, seed=1), batch(5, 0)
     terms, diag, pseudo = get_method("supervised").loss({"rgb": out}, b, LossConfig(), identity)
@@ -144,8 +147,14 @@ def test_supervised_is_cross_entropy_on_labeled_clips():
 
 def test_fixmatch_matches_formula_and_uses_threshold_0_3():
     # weak rows just above / below the 0.3 softmax threshold, then clearly confident / unconfident
-    weak = [one_hot_row(3, 2.2), one_hot_row(4, 2.0), one_hot_row(5, 6.0), one_hot_row(6, 0.5),
-            one_hot_row(7, 2.15), one_hot_row(8, 2.05)]
+    weak = [
+        one_hot_row(3, 2.2),
+        one_hot_row(4, 2.0),
+        one_hot_row(5, 6.0),
+        one_hot_row(6, 0.5),
+        one_hot_row(7, 2.15),
+        one_hot_row(8, 2.05),
+    ]
     assert p_max_one_hot(2.2) > 0.3 > p_max_one_hot(2.0)
     n_l, n_u = 4, len(weak)
     out, b = stream(n_l, n_u, seed=2, weak=weak), batch(n_l, n_u)
@@ -153,10 +162,10 @@ def test_fixmatch_matches_formula_and_uses_threshold_0_3():
     terms, diag, pseudo = get_method("fixmatch").loss({"rgb": out}, b, cfg, identity)
 
     z, y = rows(out.logits), b.y.tolist()
-    labels, mask = ref_pseudo(z[n_l:n_l + n_u], 0.3)
+    labels, mask = ref_pseudo(z[n_l : n_l + n_u], 0.3)
     assert mask == [True, False, True, False, True, False]
     assert terms["sup"].item() == pytest.approx(sum(ref_ce(z[i], y[i]) for i in range(n_l)) / n_l, rel=1e-5)
-    assert terms["unlabeled"].item() == pytest.approx(2.0 * ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(2.0 * ref_masked_ce(z[n_l + n_u :], labels, mask), rel=1e-5)
     assert diag["mask_rate"] == pytest.approx(3 / 6) and "pl_acc" not in diag  # the loss sees no hidden label
     assert pseudo.tolist() == [label if m else -1 for label, m in zip(labels, mask)]
     hidden = torch.tensor([3, 4, -1, 6, 0, 8])
@@ -187,7 +196,7 @@ def test_distribution_alignment_takes_confidence_from_the_class_the_batch_overpr
     labels, mask = ref_aligned_pseudo(weak, 0.1)
     assert mask == [False, False, False, True]  # class 2 fills 3 of 4 clips: its pseudo-labels go
     assert diag["mask_rate"] == pytest.approx(1 / 4)
-    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u :], labels, mask), rel=1e-5)
 
     # the mean runs over every rank's clips: with another rank full of class 5, class 5 is the
     # one overpredicted, and the pseudo-labels swap
@@ -195,7 +204,7 @@ def test_distribution_alignment_takes_confidence_from_the_class_the_batch_overpr
     terms, diag, _ = get_method("fixmatch").loss({"rgb": out}, b, aligned, lambda t: torch.cat([other, t]))
     labels, mask = ref_aligned_pseudo(weak, 0.1, rows(other))
     assert mask == [True, True, True, False]
-    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u:], labels, mask), rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(ref_masked_ce(z[n_l + n_u :], labels, mask), rel=1e-5)
 
 
 def test_pl_acc_is_nan_without_known_confident_labels():
@@ -224,9 +233,10 @@ def tg_pair(n_l=3, proj_dim=6):
 
 def test_tg_fixmatch_matches_spec_formula():
     out, b = tg_pair()
-    n_l, n_u, n = b.n_l, b.n_u, b.n_l + b.n_u
-    cfg = LossConfig(unlabeled_weight=1.5, align_weight=0.7, align_stages=[0, 2, 3], contrast_weight=2.0,
-                     temperature=0.4)
+    n_l, n = b.n_l, b.n_l + b.n_u
+    cfg = LossConfig(
+        unlabeled_weight=1.5, align_weight=0.7, align_stages=[0, 2, 3], contrast_weight=2.0, temperature=0.4
+    )
     terms, diag, _ = get_method("tg_fixmatch").loss(out, b, cfg, identity)
     assert set(terms) == {"sup", "unlabeled", "align", "contrast"}
 
@@ -336,8 +346,10 @@ def test_every_parameter_gets_gradient_from_a_real_step(name):
 def test_method_registry():
     assert list(METHODS) == ["supervised", "fixmatch", "tg_fixmatch"]  # table order
     assert [(m.label, m.role, m.uses_unlabeled, m.needs_projection) for m in METHODS.values()] == [
-        ("Supervised", "Supervised", False, False), ("FixMatch", "Baseline", True, False),
-        ("TG-FixMatch", "Ours", True, True)]
+        ("Supervised", "Supervised", False, False),
+        ("FixMatch", "Baseline", True, False),
+        ("TG-FixMatch", "Ours", True, True),
+    ]
     assert [m.streams_for("tg") for m in METHODS.values()] == [("tg",), ("tg",), ("rgb", "tg")]
     with pytest.raises(ArgumentError, match="tg_fixmatch"):  # a TgsemiError: the CLI prints it, no traceback
         get_method("mean_teacher")
@@ -363,8 +375,9 @@ def toy() -> list[list[str]]:
 
 
 def test_a_registered_method_is_valid_in_the_config_and_trains(toy, tiny_root, tmp_path):
-    cfg = load_config("synthetic_tiny", [f"data.root={tiny_root}", "method=toy", "train.max_steps=2",
-                                         "model.modality=tg"])
+    cfg = load_config(
+        "synthetic_tiny", [f"data.root={tiny_root}", "method=toy", "train.max_steps=2", "model.modality=tg"]
+    )
     assert cfg.streams() == ("rgb",)  # the method's streams win over model.modality
     train(cfg, tmp_path)
     assert toy == [["rgb"], ["rgb"]]
@@ -372,12 +385,16 @@ def test_a_registered_method_is_valid_in_the_config_and_trains(toy, tiny_root, t
 
 
 def test_an_unregistered_method_is_a_config_error_listing_the_registered_ones():
-    with pytest.raises(ConfigError, match=r"(?m)^  method: .*unknown method 'toy'; choose from supervised, "
-                                          r"fixmatch, tg_fixmatch$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?m)^  method: .*unknown method 'toy'; choose from supervised, "
+        r"fixmatch, tg_fixmatch$",
+    ):
         load_config(None, ["method=toy"])
 
 
 # ---- differentiable all-gather ----
+
 
 def test_all_gather_single_process_is_identity_with_gradient():
     t = torch.randn(3, 4, requires_grad=True)
@@ -404,7 +421,7 @@ def _gather_worker(rank, world, init_file):
         gathered = all_gather_with_grad(t)
         assert torch.equal(gathered, torch.cat([_rows_of(r) for r in range(world)]))
         (gathered * _weights_of(rank)).sum().backward()  # each rank's loss touches every rank's rows
-        expected = sum(_weights_of(r) for r in range(world))[2 * rank:2 * rank + 2]
+        expected = sum(_weights_of(r) for r in range(world))[2 * rank : 2 * rank + 2]
         assert torch.equal(t.grad, expected), (rank, t.grad, expected)
     finally:
         dist.destroy_process_group()

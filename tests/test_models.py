@@ -14,11 +14,14 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("layout,size,shapes", [
-    ("table4", 112, [(64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]),
-    # MMAction2 ResNet3d: the 1x3x3 max-pool halves H, W after the stem, the 2x1x1 pool halves T after layer1
-    ("mmaction", 224, [(64, 4, 56, 56), (128, 2, 28, 28), (256, 1, 14, 14), (512, 1, 7, 7)]),
-])
+@pytest.mark.parametrize(
+    "layout,size,shapes",
+    [
+        ("table4", 112, [(64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]),
+        # MMAction2 ResNet3d: the 1x3x3 max-pool halves H, W after the stem, the 2x1x1 pool halves T after layer1
+        ("mmaction", 224, [(64, 4, 56, 56), (128, 2, 28, 28), (256, 1, 14, 14), (512, 1, 7, 7)]),
+    ],
+)
 def test_stage_shapes_at_width_64(layout, size, shapes):
     model = R3D18(num_classes=101, projection_dim=None, layout=layout).eval()
     with torch.no_grad():
@@ -60,7 +63,9 @@ def test_parameters_and_weights_match_torchvision_r3d18(layout):
 def test_layouts_share_parameter_names_and_count():
     nets = [R3D18(num_classes=101, projection_dim=512, layout=layout) for layout in ("table4", "mmaction")]
     assert n_params(nets[0]) == n_params(nets[1]) > 0
-    assert {k: v.shape for k, v in nets[0].state_dict().items()} == {k: v.shape for k, v in nets[1].state_dict().items()}
+    assert {k: v.shape for k, v in nets[0].state_dict().items()} == {
+        k: v.shape for k, v in nets[1].state_dict().items()
+    }
     assert ModelConfig().layout == "table4"
     with pytest.raises(ValueError, match="layout"):
         R3D18(num_classes=3, width=4, layout="torchvision")
@@ -103,8 +108,8 @@ def test_projection_init_std():
     torch.manual_seed(0)
     default = R3D18(**kw)  # PyTorch's Linear init: U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in) = 0.051
     for m in (m for m in default.projector.modules() if isinstance(m, torch.nn.Linear)):
-        bound = m.in_features ** -0.5
-        assert m.weight.abs().max() <= bound and abs(m.weight.std().item() - bound / 3 ** 0.5) < 2e-3
+        bound = m.in_features**-0.5
+        assert m.weight.abs().max() <= bound and abs(m.weight.std().item() - bound / 3**0.5) < 2e-3
     # only the projection head is drawn differently
     same = [k for k in ref.state_dict() if not k.startswith("projector.")]
     assert all(torch.equal(ref.state_dict()[k], default.state_dict()[k]) for k in same)
@@ -219,8 +224,9 @@ def test_split_batchnorm_normalises_each_group_apart(groups):
         torch.testing.assert_close(split(weak), plain.eval()(weak))  # eval ignores the split
 
 
-@pytest.mark.parametrize("split,sizes", [("none", (10,)), ("strong", (6, 4)), ("labeled", (2, 8)),
-                                         ("views", (2, 4, 4))])
+@pytest.mark.parametrize(
+    "split,sizes", [("none", (10,)), ("strong", (6, 4)), ("labeled", (2, 8)), ("views", (2, 4, 4))]
+)
 def test_bn_groups_follow_the_row_layout(split, sizes):
     assert bn_groups(split, n_l=2, n_u=4) == sizes
     assert bn_groups(split, n_l=2, n_u=0) == (2,)  # supervised: nothing to split

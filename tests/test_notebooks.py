@@ -1,5 +1,6 @@
 """The five notebooks run top to bottom headless (nbclient) in quick mode on a
 fresh workspace, draw figures, and save the state of widgets that show images."""
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_committed_notebooks_are_clean_tutorials():
     """Committed without outputs; each opens with a title and ends pointing to the GPU recipe."""
-    assert NAMES == ["01_temporal_gradient", "02_semi_supervised_training", "03_robustness_probes",
-                     "04_gradcam_attention", "05_tsne_embeddings"]
+    assert NAMES == [
+        "01_temporal_gradient",
+        "02_semi_supervised_training",
+        "03_robustness_probes",
+        "04_gradcam_attention",
+        "05_tsne_embeddings",
+    ]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -39,8 +45,13 @@ def workdir(tmp_path_factory):
 
 def _images(state: dict) -> list[bytes]:
     """Decoded ``value`` buffers of the saved Image widgets."""
-    return [base64.b64decode(b["data"]) for m in state.values() if m["model_name"] == "ImageModel"
-            for b in m.get("buffers", []) if b["path"] == ["value"]]
+    return [
+        base64.b64decode(b["data"])
+        for m in state.values()
+        if m["model_name"] == "ImageModel"
+        for b in m.get("buffers", [])
+        if b["path"] == ["value"]
+    ]
 
 
 @pytest.mark.slow
@@ -74,6 +85,7 @@ def test_notebooks_shared_their_runs(tmp_path_factory):
 
 
 # The panels' failure paths, which a notebook run does not show.
+
 
 def _find(panel: widgets.Widget, kind: type, description: str | None = None) -> widgets.Widget | None:
     """The first widget of ``kind`` (and ``description``) inside ``panel``, depth first."""

@@ -6,6 +6,7 @@ Every preset, after its ``base:`` chain is resolved, must equal its column, exce
 ``DEPARTURES`` says why. ``NOTES`` are the differences that are not config values. The
 README and docs/method.md show the same table: ``python tests/test_parity.py`` prints it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,20 +29,48 @@ DATASETS = {
 DEPARTURES: dict[tuple[str, str | None], tuple[object, str]] = {}
 # differences that are not config values: (setting, reference, tgsemi, why)
 NOTES = [
-    ("TG input", "offline TG JPEGs (UCF-101, HMDB-51)", "TG from the decoded frames",
-     "no second copy of the dataset; the JPEG round trip is not reproduced (K400 was on the fly there too)"),
-    ("HMDB-51 `num_classes`", "101 (a quirk)", "51, from the class list",
-     "the 50 extra outputs are never a label; they widen the softmax the 0.3 threshold reads (not measured)"),
-    ("strong-aug sign", "drawn once per run for shear, translate, rotate", "drawn per clip",
-     "the reference's `random.choice` runs when the pipeline is built; per clip covers both directions"),
-    ("BatchNorm on 1 GPU", "SyncBN over 8 GPUs x 5 + 5 clips", "`train.batch_size=40` on one GPU",
-     "the same 40 + 40 + 40 clips per BatchNorm; with several processes `train.sync_bn` synchronises them"),
-    ("resume points", "checkpoints every 5 epochs", "also `last.pt` every 500 steps",
-     "an interrupted run resumes exactly and loses less; training is unchanged"),
-    ("PreciseBN networks", "the RGB network (`bn_range`: backbone, cls head)", "both networks",
-     "the TG network's statistics are read only by its own evaluation; training is unchanged"),
-    ("projection heads' input", "labeled, weak and strong clips", "labeled and weak clips",
-     "no loss reads the strong views' projections; their BatchNorm statistics differ (not measured)"),
+    (
+        "TG input",
+        "offline TG JPEGs (UCF-101, HMDB-51)",
+        "TG from the decoded frames",
+        "no second copy of the dataset; the JPEG round trip is not reproduced (K400 was on the fly there too)",
+    ),
+    (
+        "HMDB-51 `num_classes`",
+        "101 (a quirk)",
+        "51, from the class list",
+        "the 50 extra outputs are never a label; they widen the softmax the 0.3 threshold reads (not measured)",
+    ),
+    (
+        "strong-aug sign",
+        "drawn once per run for shear, translate, rotate",
+        "drawn per clip",
+        "the reference's `random.choice` runs when the pipeline is built; per clip covers both directions",
+    ),
+    (
+        "BatchNorm on 1 GPU",
+        "SyncBN over 8 GPUs x 5 + 5 clips",
+        "`train.batch_size=40` on one GPU",
+        "the same 40 + 40 + 40 clips per BatchNorm; with several processes `train.sync_bn` synchronises them",
+    ),
+    (
+        "resume points",
+        "checkpoints every 5 epochs",
+        "also `last.pt` every 500 steps",
+        "an interrupted run resumes exactly and loses less; training is unchanged",
+    ),
+    (
+        "PreciseBN networks",
+        "the RGB network (`bn_range`: backbone, cls head)",
+        "both networks",
+        "the TG network's statistics are read only by its own evaluation; training is unchanged",
+    ),
+    (
+        "projection heads' input",
+        "labeled, weak and strong clips",
+        "labeled and weak clips",
+        "no loss reads the strong views' projections; their BatchNorm statistics differ (not measured)",
+    ),
 ]
 
 
@@ -117,8 +146,10 @@ def _fmt(value: object) -> str:
 
 def markdown() -> str:
     """The parity table as the README and docs/method.md show it."""
-    head = ["| setting | UCF-101 | HMDB-51 | K400 10 % | K400 1 % | tgsemi presets | reference |",
-            "|---|---|---|---|---|---|---|"]
+    head = [
+        "| setting | UCF-101 | HMDB-51 | K400 10 % | K400 1 % | tgsemi presets | reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = []
     for key, per_dataset in reference().items():
         values = [f"`{_fmt(per_dataset[d])}`" for d in DATASETS]

@@ -1,5 +1,6 @@
 """Damaged and hostile data: a share of broken videos and frame folders, lists
 that climb out of the data root. Outcomes feed docs/reliability.md."""
+
 from __future__ import annotations
 
 import json
@@ -60,14 +61,31 @@ def damaged(tiny_root, tmp_path_factory) -> tuple[Path, set[str], set[str]]:
 
 # --- 2. damaged data -----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_damaged_inputs_are_skipped_listed_once_and_counted_at_evaluation(damaged, tmp_path, capsys):
     root, bad, bad_test = damaged
     run = tmp_path / "run"
     # the command line, with DataLoader workers: each epoch and labeled pass forks new ones
-    proc = subprocess.run([sys.executable, "-m", "tgsemi.cli", "train", "synthetic_tiny", "--out", str(run),
-                           f"data.root={root}", "train.epochs=1", "data.num_workers=1", "data.max_bad_fraction=0.4"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tgsemi.cli",
+            "train",
+            "synthetic_tiny",
+            "--out",
+            str(run),
+            f"data.root={root}",
+            "train.epochs=1",
+            "data.num_workers=1",
+            "data.max_bad_fraction=0.4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     warned = re.findall(r"skipping undecodable input (\S+): ", proc.stderr)
     listed = [entry["path"] for entry in json.loads((run / "bad_inputs.json").read_text())]
@@ -77,13 +95,21 @@ def test_damaged_inputs_are_skipped_listed_once_and_counted_at_evaluation(damage
     n_test = len((root / "testlist01.txt").read_text().split())
 
     once = sorted(warned) == sorted(listed) == sorted(bad)  # the reader rejects every one of these damages
-    counted = (val["val/rgb/failed"], val["val/rgb/scored"]) == (res["failed"], res["scored"]) == (
-        len(bad_test), n_test - len(bad_test))
-    record("Damaged data", f"{len(bad)} of 36 inputs damaged ({', '.join(DAMAGES)}, empty frame folders), "
-           "train + evaluate with 1 DataLoader worker", len(bad), len(set(warned) & bad),
-           f"training and evaluation completed; {len(set(warned) & bad)}/{len(bad)} bad files listed "
-           f"({'each once' if once else 'NOT once each'}) in the log and bad_inputs.json; evaluation reported "
-           f"{res['failed']} of {n_test} test videos unscored ({len(bad_test)} damaged)")
+    counted = (
+        (val["val/rgb/failed"], val["val/rgb/scored"])
+        == (res["failed"], res["scored"])
+        == (len(bad_test), n_test - len(bad_test))
+    )
+    record(
+        "Damaged data",
+        f"{len(bad)} of 36 inputs damaged ({', '.join(DAMAGES)}, empty frame folders), "
+        "train + evaluate with 1 DataLoader worker",
+        len(bad),
+        len(set(warned) & bad),
+        f"training and evaluation completed; {len(set(warned) & bad)}/{len(bad)} bad files listed "
+        f"({'each once' if once else 'NOT once each'}) in the log and bad_inputs.json; evaluation reported "
+        f"{res['failed']} of {n_test} test videos unscored ({len(bad_test)} damaged)",
+    )
     assert once, (warned, listed, sorted(bad))
     assert counted, (val, res)
     assert re.search(rf"\| {res['scored']} \| {res['failed']} \|$", capsys.readouterr().out, re.M)  # eval table
@@ -94,11 +120,21 @@ def test_too_many_damaged_inputs_stop_the_run_with_a_clear_error(tiny_root, tmp_
     damaged = corrupt_files(root, 0.3, seed=1)
     rc = cli(["train", "synthetic_tiny", "--out", str(tmp_path / "run"), f"data.root={root}", "data.num_workers=1"])
     err = capsys.readouterr().err
-    clear = rc == 2 and "Traceback" not in err and re.search(
-        r"^tgsemi train: error: .* could not be decoded \(limit 10%\); first: \S+\.avi", err, re.M) is not None
-    record("Damaged data", f"{len(damaged)} of 36 videos damaged, default limit (10% of the files seen)", 1, int(clear),
-           "the run stopped with TooManyBadInputsError naming the share, the limit and the first files"
-           if clear else "the run did NOT stop with a clear error")
+    clear = (
+        rc == 2
+        and "Traceback" not in err
+        and re.search(r"^tgsemi train: error: .* could not be decoded \(limit 10%\); first: \S+\.avi", err, re.M)
+        is not None
+    )
+    record(
+        "Damaged data",
+        f"{len(damaged)} of 36 videos damaged, default limit (10% of the files seen)",
+        1,
+        int(clear),
+        "the run stopped with TooManyBadInputsError naming the share, the limit and the first files"
+        if clear
+        else "the run did NOT stop with a clear error",
+    )
     assert clear, err
 
 
@@ -127,6 +163,7 @@ def test_empty_and_short_frame_folders_in_a_rawframe_list_are_bad_inputs(tmp_pat
 
 # --- 3. hostile inputs: paths out of the data root ----------------------------------------------
 
+
 @pytest.fixture
 def escaping_lists(tiny_root, tmp_path) -> tuple[Path, list[str]]:
     """A data root whose train list reaches one video through ``..``; returns the root and the overrides."""
@@ -138,8 +175,10 @@ def escaping_lists(tiny_root, tmp_path) -> tuple[Path, list[str]]:
     label = {name: int(i) - 1 for i, name in map(str.split, (root / "classInd.txt").read_text().splitlines())}
     for split in ("train", "test"):  # as 'path label' lists, which may name any path
         paths = [line.split()[0] for line in (root / f"{split}list01.txt").read_text().splitlines()]
-        (lists / f"{split}.txt").write_text("".join(f"{p} {label[p.split('/')[0]]}\n" for p in paths)
-                                            + ("../outside.avi 0\n" if split == "train" else ""))
+        (lists / f"{split}.txt").write_text(
+            "".join(f"{p} {label[p.split('/')[0]]}\n" for p in paths)
+            + ("../outside.avi 0\n" if split == "train" else "")
+        )
     return root, [f"data.root={root}", f"data.train_list={lists / 'train.txt'}", f"data.test_list={lists / 'test.txt'}"]
 
 
@@ -148,8 +187,13 @@ def test_list_paths_escaping_the_data_root_are_refused(escaping_lists, tmp_path)
     with pytest.raises(PathOutsideRootError) as err:
         train(load_config("synthetic_tiny", [*overrides, "train.max_steps=1"]), tmp_path / "run")
     refused = "../outside.avi" in str(err.value) and "allow_outside_root" in str(err.value)
-    record("Hostile inputs", "a train-list line `../outside.avi` escaping the data root", 1, int(refused),
-           "refused at start-up (PathOutsideRootError naming the path and the switch)" if refused else "NOT refused")
+    record(
+        "Hostile inputs",
+        "a train-list line `../outside.avi` escaping the data root",
+        1,
+        int(refused),
+        "refused at start-up (PathOutsideRootError naming the path and the switch)" if refused else "NOT refused",
+    )
     assert refused, str(err.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

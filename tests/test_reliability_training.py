@@ -1,5 +1,6 @@
 """Training under faults: SIGKILLed runs, a kill mid checkpoint write, non-finite
 losses and a dying distributed rank. Outcomes feed docs/reliability.md."""
+
 from __future__ import annotations
 
 import contextlib
@@ -79,8 +80,13 @@ def resumed_at(log: Path) -> list[int]:
 def launched(run: Path, args: list[str], log: Path, env: dict | None = None) -> Iterator[subprocess.Popen]:
     """tests/_fault_train.py on ``run``; stdout is read by the test, stderr goes to ``log``."""
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, str(LAUNCHER), str(run), *args], stdout=subprocess.PIPE, stderr=err,
-                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), str(run), *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        )
     watchdog = threading.Timer(WATCHDOG_S, proc.kill)
     watchdog.start()
     try:
@@ -114,6 +120,7 @@ def loads(path: Path) -> bool:
 
 
 # --- 1. killed runs ------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, reference, tmp_path):
@@ -166,16 +173,32 @@ def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, refere
     log_ok = train_steps == list(range(1, TOTAL + 1)) and eval_steps == [TOTAL] and same_losses
 
     restarts = len(plan) + 2
-    record("Killed runs", f"SIGKILL at {len(plan)} random points of a {TOTAL}-step run "
-           f"({'; '.join(points)}), restarting the same command each time, and once more after it finished",
-           restarts, resumed, f"{resumed}/{restarts} restarts resumed from the checkpoint on disk; final weights "
-           f"{'bit-identical' if same else 'DIFFERENT'} to an uninterrupted run; metrics.jsonl "
-           f"{'has every step once' if log_ok else 'has duplicated, missing or different steps'}")
-    record("Killed runs", "SIGKILL in the middle of a checkpoint write", 1, int(write_kill_safe),
-           "previous checkpoint intact and loadable; the half-written file is never loaded"
-           if write_kill_safe else "previous checkpoint LOST")
-    record("Killed runs", "checkpoint on disk after each SIGKILL", killed, loadable,
-           f"{loadable}/{killed} loadable" + (", none half-written" if loadable == killed else ""))
+    record(
+        "Killed runs",
+        f"SIGKILL at {len(plan)} random points of a {TOTAL}-step run "
+        f"({'; '.join(points)}), restarting the same command each time, and once more after it finished",
+        restarts,
+        resumed,
+        f"{resumed}/{restarts} restarts resumed from the checkpoint on disk; final weights "
+        f"{'bit-identical' if same else 'DIFFERENT'} to an uninterrupted run; metrics.jsonl "
+        f"{'has every step once' if log_ok else 'has duplicated, missing or different steps'}",
+    )
+    record(
+        "Killed runs",
+        "SIGKILL in the middle of a checkpoint write",
+        1,
+        int(write_kill_safe),
+        "previous checkpoint intact and loadable; the half-written file is never loaded"
+        if write_kill_safe
+        else "previous checkpoint LOST",
+    )
+    record(
+        "Killed runs",
+        "checkpoint on disk after each SIGKILL",
+        killed,
+        loadable,
+        f"{loadable}/{killed} loadable" + (", none half-written" if loadable == killed else ""),
+    )
     assert killed == len(plan), "a run ended before its kill point"
     assert loadable == killed and write_kill_safe
     assert resumed == restarts and all(finished), f"{resumed}/{restarts} resumed; finished: {finished}"
@@ -183,6 +206,7 @@ def test_sigkill_at_random_points_resumes_to_identical_weights(tiny_root, refere
 
 
 # --- 4. numerical faults -------------------------------------------------------------------------
+
 
 def poison(monkeypatch, step: int, term: str, value: float) -> None:
     """Add ``value`` (NaN or inf) to the loss term ``term`` of step ``step`` (1-based, as metrics.jsonl counts)."""
@@ -202,17 +226,23 @@ def poison(monkeypatch, step: int, term: str, value: float) -> None:
     monkeypatch.setattr(engine, "get_method", poisoned)
 
 
-def test_nan_loss_stops_naming_step_and_term_and_keeps_last_good_checkpoint(tiny_root, reference, tmp_path,
-                                                                            monkeypatch):
+def test_nan_loss_stops_naming_step_and_term_and_keeps_last_good_checkpoint(
+    tiny_root, reference, tmp_path, monkeypatch
+):
     poison(monkeypatch, 5, "align", math.nan)
     with pytest.raises(NonFiniteLossError) as err:
         engine.train(tiny(tiny_root), tmp_path)
     named = re.search(r"\bstep 5\b", str(err.value)) is not None and "align" in str(err.value)
     last = checkpoint.load(tmp_path)
     intact = last["position"]["step"] == 4 and identical(last["model"], weights_at(reference, 4))
-    record("Numerical faults", "NaN in the `align` loss term at step 5", 1, int(named and intact),
-           f"run stopped with NonFiniteLossError ({'naming' if named else 'NOT naming'} step and term); "
-           f"last good checkpoint (step 4) {'intact' if intact else 'CHANGED'}")
+    record(
+        "Numerical faults",
+        "NaN in the `align` loss term at step 5",
+        1,
+        int(named and intact),
+        f"run stopped with NonFiniteLossError ({'naming' if named else 'NOT naming'} step and term); "
+        f"last good checkpoint (step 4) {'intact' if intact else 'CHANGED'}",
+    )
     assert named, str(err.value)
     assert intact
 
@@ -224,15 +254,22 @@ def test_inf_loss_step_is_skipped_when_asked(tiny_root, reference, tmp_path, mon
     skipped = identical(weights, weights_at(reference, 4), keys=[k for k, _ in net.named_parameters()])
     finite = all(v.isfinite().all() for v in weights.values() if v.is_floating_point())
     warned = any(re.search(r"\bstep 5\b.*sup", r.getMessage()) for r in caplog.records)
-    record("Numerical faults", "inf in the `sup` loss term at step 5 with train.on_nonfinite=skip", 1,
-           int(skipped and finite and warned), "step skipped (weights unchanged by it, all finite), "
-           "warning names step and term; the run goes on" if skipped and finite and warned else "NOT skipped cleanly")
+    record(
+        "Numerical faults",
+        "inf in the `sup` loss term at step 5 with train.on_nonfinite=skip",
+        1,
+        int(skipped and finite and warned),
+        "step skipped (weights unchanged by it, all finite), warning names step and term; the run goes on"
+        if skipped and finite and warned
+        else "NOT skipped cleanly",
+    )
     assert skipped and finite
     assert warned
     assert [r["loss"] for r in metrics(tmp_path) if r["step"] == 5 and "loss" in r] == [None]
 
 
 # --- 5. distributed faults -----------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -253,8 +290,9 @@ def test_dead_rank_stops_its_peer_and_every_rank_resumes_at_one_step(tiny_root, 
             ranks = []
             for r in range(2):
                 log = tmp_path / f"{tag}{r}.log"
-                ranks.append((stack.enter_context(launched(run, args, log, {**env, "RANK": str(r),
-                                                                           "LOCAL_RANK": str(r)})), log))
+                ranks.append(
+                    (stack.enter_context(launched(run, args, log, {**env, "RANK": str(r), "LOCAL_RANK": str(r)})), log)
+                )
             yield ranks
 
     with two_ranks("killed") as ranks:
@@ -270,13 +308,28 @@ def test_dead_rank_stops_its_peer_and_every_rank_resumes_at_one_step(tiny_root, 
     with two_ranks("resumed") as ranks:
         codes = [proc.wait() for proc, _ in ranks]
     steps = [resumed_at(log) for _, log in ranks]
-    consistent = codes == [0, 0] and bool(saved) and steps == [[saved], [saved]] and identical(
-        *(torch.load(run / f"rank{r}.pt", weights_only=True) for r in range(2)))
-    record("Distributed faults", f"2-rank gloo run, rank 1 SIGKILLed at step {kill_at}", 1, int(stopped),
-           f"rank 0 exited with an error (rc {rc0}) instead of hanging" if stopped else "rank 0 HUNG or exited 0")
-    record("Distributed faults", "resume of that run on 2 ranks", 1, int(consistent),
-           f"both ranks resumed at step {saved} and ended with identical weights" if consistent
-           else f"ranks resumed at {steps}, exit codes {codes}")
+    consistent = (
+        codes == [0, 0]
+        and bool(saved)
+        and steps == [[saved], [saved]]
+        and identical(*(torch.load(run / f"rank{r}.pt", weights_only=True) for r in range(2)))
+    )
+    record(
+        "Distributed faults",
+        f"2-rank gloo run, rank 1 SIGKILLed at step {kill_at}",
+        1,
+        int(stopped),
+        f"rank 0 exited with an error (rc {rc0}) instead of hanging" if stopped else "rank 0 HUNG or exited 0",
+    )
+    record(
+        "Distributed faults",
+        "resume of that run on 2 ranks",
+        1,
+        int(consistent),
+        f"both ranks resumed at step {saved} and ended with identical weights"
+        if consistent
+        else f"ranks resumed at {steps}, exit codes {codes}",
+    )
     assert stopped, log0.read_text()[-3000:]
     assert consistent, (steps, codes, ranks[0][1].read_text()[-3000:])
     assert saved_step(run) == total

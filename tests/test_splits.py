@@ -1,4 +1,5 @@
 """Labeled / unlabeled splits: protocols, determinism, and list files in the input's layout."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,8 +31,9 @@ def is_subsequence(part: list, whole: list) -> bool:
     return all(any(x == y for y in it) for x in part)
 
 
-@pytest.mark.parametrize("kwargs", [dict(fraction=0.2), dict(fraction=0.2, strategy="random"),
-                                    dict(per_class=2, strategy="per-class")])
+@pytest.mark.parametrize(
+    "kwargs", [dict(fraction=0.2), dict(fraction=0.2, strategy="random"), dict(per_class=2, strategy="per-class")]
+)
 def test_split_is_deterministic_for_a_seed(train, kwargs):
     first, _ = make_split(train, seed=3, **kwargs)
     assert make_split(train, seed=3, **kwargs)[0] == first
@@ -60,8 +62,10 @@ def test_per_class_gives_exactly_k(train):
         make_split(train, per_class=4, strategy="per-class")
 
 
-@pytest.mark.parametrize("strategy, kwargs", [("stratified", dict(fraction=0.3)), ("random", dict(fraction=0.3)),
-                                              ("per-class", dict(per_class=1))])
+@pytest.mark.parametrize(
+    "strategy, kwargs",
+    [("stratified", dict(fraction=0.3)), ("random", dict(fraction=0.3)), ("per-class", dict(per_class=1))],
+)
 def test_labeled_is_an_ordered_subset_and_unlabeled_all_or_complement(train, strategy, kwargs):
     labeled, everything = make_split(train, strategy=strategy, **kwargs)
     assert everything == train
@@ -72,19 +76,22 @@ def test_labeled_is_an_ordered_subset_and_unlabeled_all_or_complement(train, str
     assert is_subsequence(complement, train)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(fraction=0.2, count=5), "exactly one"),
-    (dict(), "exactly one"),
-    (dict(fraction=0.0), r"\(0, 1\]"),
-    (dict(fraction=1.5), r"\(0, 1\]"),
-    (dict(count=500), "1..173"),
-    (dict(count=3), "at least one clip per class"),
-    (dict(fraction=0.2, per_class=2), "only with it"),
-    (dict(strategy="per-class"), "only with it"),
-    (dict(strategy="per-class", per_class=0), "per_class must be >= 1"),
-    (dict(fraction=0.2, strategy="balanced"), "unknown split strategy"),
-    (dict(fraction=0.2, unlabeled="none"), "'all' or 'complement'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(fraction=0.2, count=5), "exactly one"),
+        (dict(), "exactly one"),
+        (dict(fraction=0.0), r"\(0, 1\]"),
+        (dict(fraction=1.5), r"\(0, 1\]"),
+        (dict(count=500), "1..173"),
+        (dict(count=3), "at least one clip per class"),
+        (dict(fraction=0.2, per_class=2), "only with it"),
+        (dict(strategy="per-class"), "only with it"),
+        (dict(strategy="per-class", per_class=0), "per_class must be >= 1"),
+        (dict(fraction=0.2, strategy="balanced"), "unknown split strategy"),
+        (dict(fraction=0.2, unlabeled="none"), "'all' or 'complement'"),
+    ],
+)
 def test_bad_split_arguments_are_config_errors(train, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         make_split(train, **kwargs)
@@ -128,8 +135,10 @@ def test_split_list_file_keeps_a_ucf_trainlist_1_based(tmp_path):
 
 
 @settings(max_examples=50, deadline=None)
-@given(rows=st.lists(st.tuples(st.sampled_from("ABCDE"), st.integers(1, 6)), min_size=1, max_size=20),
-       seed=st.integers(0, 99))
+@given(
+    rows=st.lists(st.tuples(st.sampled_from("ABCDE"), st.integers(1, 6)), min_size=1, max_size=20),
+    seed=st.integers(0, 99),
+)
 def test_any_readable_trainlist_splits_into_lists_that_read_back_the_same(tmp_path_factory, rows, seed):
     folder = tmp_path_factory.mktemp("ucf")
     lines = [f"{name}/v_{name}_{i}.avi {label}" for i, (name, label) in enumerate(rows)]
@@ -138,7 +147,8 @@ def test_any_readable_trainlist_splits_into_lists_that_read_back_the_same(tmp_pa
         source = read_list(folder / "trainlist01.txt").samples
     except AnnotationError:
         return  # a folder with two labels, or two folders with one label: not a UCF trainlist
-    labeled, unlabeled = split_list_file(folder / "trainlist01.txt", folder / "out", count=1, strategy="random",
-                                         seed=seed)
+    labeled, unlabeled = split_list_file(
+        folder / "trainlist01.txt", folder / "out", count=1, strategy="random", seed=seed
+    )
     assert read_list(unlabeled).samples == source
     assert set(read_list(labeled).samples) <= set(source)

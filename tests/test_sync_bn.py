@@ -1,5 +1,6 @@
 """CpuSyncBatchNorm: two gloo processes, each with half a batch, compute what one BatchNorm
 computes on the whole batch (outputs, input gradients, summed parameter gradients, running stats)."""
+
 import os
 import socket
 
@@ -39,11 +40,17 @@ def _rank(rank: int, port: int, dim: int, out: dict) -> None:
         bn = convert_sync_batchnorm(_bn(dim), torch.device("cpu"))
         assert isinstance(bn, CpuSyncBatchNorm)
         x, w = _inputs(dim)
-        x = x[rank * 3:(rank + 1) * 3].clone().requires_grad_()
+        x = x[rank * 3 : (rank + 1) * 3].clone().requires_grad_()
         y = bn(x)
-        (y * w[rank * 3:(rank + 1) * 3]).sum().backward()
-        out[rank] = {"y": y.detach(), "x_grad": x.grad, "w_grad": bn.weight.grad, "b_grad": bn.bias.grad,
-                     "mean": bn.running_mean, "var": bn.running_var}
+        (y * w[rank * 3 : (rank + 1) * 3]).sum().backward()
+        out[rank] = {
+            "y": y.detach(),
+            "x_grad": x.grad,
+            "w_grad": bn.weight.grad,
+            "b_grad": bn.bias.grad,
+            "mean": bn.running_mean,
+            "var": bn.running_var,
+        }
     finally:
         dist.destroy_process_group()
 

@@ -1,4 +1,5 @@
 """Synthetic motion-defined dataset: layout, determinism, motion, appearance bias, scene cue, damage."""
+
 import json
 import re
 from pathlib import Path
@@ -21,8 +22,10 @@ def _lists(root: Path) -> tuple[list[str], list[tuple[str, int]], list[str]]:
         number, name = line.split(" ")
         assert int(number) == n
         classes.append(name)
-    train = [(path, int(label)) for path, label in
-             (line.split(" ") for line in (root / "trainlist01.txt").read_text().splitlines())]
+    train = [
+        (path, int(label))
+        for path, label in (line.split(" ") for line in (root / "trainlist01.txt").read_text().splitlines())
+    ]
     test = (root / "testlist01.txt").read_text().splitlines()
     return classes, train, test
 
@@ -64,8 +67,7 @@ def test_same_seed_same_videos_other_seed_other_videos(tiny_root, tmp_path):
         rel = video.relative_to(tiny_root)
         n = num_frames(video)
         assert num_frames(again / rel) == n
-        np.testing.assert_array_equal(read_frames(video, range(n)),
-                                      read_frames(again / rel, range(n)))
+        np.testing.assert_array_equal(read_frames(video, range(n)), read_frames(again / rel, range(n)))
         assert not np.array_equal(read_frames(video, [0]), read_frames(other / rel, [0]))
 
 
@@ -74,8 +76,7 @@ def _speed(track: np.ndarray, radius: float) -> float:
     cx, cy, scale, angle = np.moveaxis(track, -1, 0)
     moved = np.hypot(np.diff(cx), np.diff(cy))
     moved = np.where(moved > radius, 0, moved)  # wrap-around and restarts are no motion
-    return float(np.median(moved + radius * scale[1:] * np.abs(np.diff(angle))
-                           + radius * np.abs(np.diff(scale))))
+    return float(np.median(moved + radius * scale[1:] * np.abs(np.diff(angle)) + radius * np.abs(np.diff(scale))))
 
 
 @pytest.mark.parametrize("motion", list(MOTIONS))
@@ -126,8 +127,9 @@ def _colours(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return train_labels, _mean_colours(root, [p for p, _ in train]), test_labels, _mean_colours(root, test)
 
 
-def _centroid_rule_accuracy(train_labels: np.ndarray, train_colours: np.ndarray,
-                            labels: np.ndarray, colours: np.ndarray) -> float:
+def _centroid_rule_accuracy(
+    train_labels: np.ndarray, train_colours: np.ndarray, labels: np.ndarray, colours: np.ndarray
+) -> float:
     """Accuracy on (labels, colours) of the nearest train class-centroid colour rule."""
     centroids = np.stack([train_colours[train_labels == c].mean(0) for c in np.unique(train_labels)])
     return float((_nearest_centroid(centroids, colours) == labels).mean())
@@ -140,8 +142,9 @@ def test_appearance_bias_ties_train_colour_to_class_but_not_test(tmp_path):
     hits = 0
     for i in range(len(train_labels)):
         rest = np.arange(len(train_labels)) != i
-        hits += _centroid_rule_accuracy(train_labels[rest], train_colours[rest],
-                                        train_labels[i:i + 1], train_colours[i:i + 1])
+        hits += _centroid_rule_accuracy(
+            train_labels[rest], train_colours[rest], train_labels[i : i + 1], train_colours[i : i + 1]
+        )
     assert hits / len(train_labels) >= 0.9
     # The same rule on test is no better than a coin: test colours are random.
     assert _centroid_rule_accuracy(train_labels, train_colours, test_labels, test_colours) <= 0.5
@@ -155,6 +158,7 @@ def test_scene_cue_ties_colour_to_class_on_test_too(tmp_path):
 
 def test_speed_runs_the_motion_clock_faster():
     """Frame k at speed 2 is frame 2k at speed 1 (same draws; no sway or noise)."""
+
     def clip(speed: float, frames: int) -> np.ndarray:
         rng = [np.random.default_rng(s) for s in (5, 6)]
         return render_clip("Rotate", *rng, None, frames, (112, 84), 0.0, 0, 0.0, speed)
@@ -165,9 +169,18 @@ def test_speed_runs_the_motion_clock_faster():
 
 
 def test_bad_knobs_raise_config_error(tmp_path):
-    for knobs in ({"preset": "huge"}, {"colour": 3}, {"size": (63, 48)}, {"classes": ("Fly",)},
-                  {"classes": ("Rotate", "Rotate")}, {"classes": ()}, {"speed": 0},
-                  {"appearance_bias": 1.5}, {"scene_cue": -0.1}, {"min_frames": 50, "max_frames": 40}):
+    for knobs in (
+        {"preset": "huge"},
+        {"colour": 3},
+        {"size": (63, 48)},
+        {"classes": ("Fly",)},
+        {"classes": ("Rotate", "Rotate")},
+        {"classes": ()},
+        {"speed": 0},
+        {"appearance_bias": 1.5},
+        {"scene_cue": -0.1},
+        {"min_frames": 50, "max_frames": 40},
+    ):
         with pytest.raises(ConfigError):
             make_dataset(tmp_path, **knobs)
 

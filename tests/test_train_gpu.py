@@ -1,5 +1,6 @@
 """benchmarks/train_gpu.py on the CPU in --tiny mode: the data set it writes, what it
 measures and the wall time it projects (the GPU numbers themselves need a GPU)."""
+
 from __future__ import annotations
 
 import importlib.util

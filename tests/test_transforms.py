@@ -9,16 +9,24 @@ import torch
 from scipy import stats
 
 from tgsemi.config import RandAugmentOp, ReferenceOp, load_config
-from tgsemi.errors import ConfigError
-
 from tgsemi.data import sampling, transforms
 from tgsemi.data.batch_aug import BatchReferenceStrongAug, ClipDraws, StrongViews, step_generator
-from tgsemi.data.transforms import (MEAN, REFERENCE_OPS, STD, ReferenceStrongAug, StrongAug, WeakAug,
-                                    apply_reference_op, normalize)
+from tgsemi.data.transforms import (
+    MEAN,
+    REFERENCE_OPS,
+    STD,
+    ReferenceStrongAug,
+    StrongAug,
+    WeakAug,
+    apply_reference_op,
+    normalize,
+)
+from tgsemi.errors import ConfigError
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference_aug_golden"
-needs_golden = pytest.mark.skipif(not (GOLDEN / "imgaug_level09.npz").is_file(),
-                                  reason="shared/reference_aug_golden is absent")
+needs_golden = pytest.mark.skipif(
+    not (GOLDEN / "imgaug_level09.npz").is_file(), reason="shared/reference_aug_golden is absent"
+)
 
 
 def coordinate_clip(t: int = 4, h: int = 40, w: int = 60) -> torch.Tensor:
@@ -161,7 +169,7 @@ def as_clip(frame: np.ndarray) -> torch.Tensor:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 @needs_golden
@@ -208,7 +216,7 @@ def test_reference_cutout_matches_imgaug(golden, one_thread):
     side = 0.18 * 224
     assert fractions.max() <= (math.ceil(side) / 224) ** 2
     assert np.abs(fractions - float(golden["Cutout_fraction"])).min() < 1e-3
-    expected_mean = ((side - side ** 2 / (4 * 224)) / 224) ** 2  # E[covered length] per axis, squared
+    expected_mean = ((side - side**2 / (4 * 224)) / 224) ** 2  # E[covered length] per axis, squared
     assert abs(fractions.mean() - expected_mean) < 0.05 * expected_mean
 
 
@@ -220,8 +228,10 @@ def test_reference_aug_change_distribution(golden, one_thread):
     torch.manual_seed(0)
     aug = ReferenceStrongAug()
     changes = np.array([float((aug(frame).float() - frame.float()).abs().mean()) for _ in range(2000)])
-    print(f"mean |change| {changes.mean():.1f} (imgaug {ref.mean():.1f}), "
-          f"median {np.median(changes):.1f} (imgaug {np.median(ref):.1f})")
+    print(
+        f"mean |change| {changes.mean():.1f} (imgaug {ref.mean():.1f}), "
+        f"median {np.median(changes):.1f} (imgaug {np.median(ref):.1f})"
+    )
     assert abs(changes.mean() - ref.mean()) <= 0.15 * ref.mean()
     assert abs(np.median(changes) - np.median(ref)) <= 0.15 * np.median(ref)
 
@@ -234,8 +244,9 @@ def test_reference_rotate_moves_a_pixel_clockwise():
     for sign in (1, -1):
         out = apply_reference_op(img, "Rotate", 0.9, sign)[0, 0].double()
         want = (32 + 20 * math.cos(math.radians(27)), 32 + sign * 20 * math.sin(math.radians(27)))
-        ys, xs = torch.meshgrid(torch.arange(65.0, dtype=torch.float64), torch.arange(65.0, dtype=torch.float64),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(65.0, dtype=torch.float64), torch.arange(65.0, dtype=torch.float64), indexing="ij"
+        )
         centroid = (float((out * xs).sum() / out.sum()), float((out * ys).sum() / out.sum()))
         assert math.dist(centroid, want) < 0.3
         y, x = divmod(int(out.argmax()), 65)
@@ -371,6 +382,7 @@ def test_reference_tg_fill_keeps_a_still_clip_still():
 
 # --- the batched reference augmentation (data.strong_on=batch) -----------------------------
 
+
 def textured_clips(b: int, t: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     """uint8 ``(b, t, 3, h, w)``: smooth structure plus noise, a different tint and noise per clip and frame."""
     gen = torch.Generator().manual_seed(seed)
@@ -421,8 +433,9 @@ def test_batched_pairs_apply_in_table_order(fill, one_thread):
     through the second op (Posterize or Autocontrast can widen them), so those pairs get 40 dB."""
     pairs = torch.tensor(list(combinations(range(len(REFERENCE_OPS)), 2)))
     gen = torch.Generator().manual_seed(fill)
-    draws = ClipDraws(pairs, torch.randint(0, 2, pairs.shape, generator=gen) * 2 - 1,
-                      torch.rand(*pairs.shape, 2, generator=gen))
+    draws = ClipDraws(
+        pairs, torch.randint(0, 2, pairs.shape, generator=gen) * 2 - 1, torch.rand(*pairs.shape, 2, generator=gen)
+    )
     clips = textured_clips(len(pairs), 2, 32, 48)
     got = BatchReferenceStrongAug(0.9, fill, clips_per_pass=len(pairs)).apply(clips, draws)
     assert torch.equal(got, BatchReferenceStrongAug(0.9, fill).apply(clips, draws))  # one clip a pass
@@ -490,8 +503,10 @@ def test_batched_draws_have_the_per_item_distribution(ops, record_property):
     item_ops = np.array([[subset.index(name) for name, _, _ in d] for d in item])
     item_signs = np.array([[s for _, s, _ in d] for d in item])
     item_centres = np.array([[c for _, _, c in d] for d in item])
-    for who, args in (("batched", (local, draws.signs.numpy(), draws.centres.numpy())),
-                      ("per item", (item_ops, item_signs, item_centres))):
+    for who, args in (
+        ("batched", (local, draws.signs.numpy(), draws.centres.numpy())),
+        ("per item", (item_ops, item_signs, item_centres)),
+    ):
         found = draw_statistics(*args, len(subset))
         print(who, {k: round(float(v), 3) for k, v in found.items()})
         record_property(who, found)
@@ -511,8 +526,10 @@ def test_batched_change_per_pixel_matches_per_item(fill, ops, one_thread, record
     item = ReferenceStrongAug(fill=fill, ops=ops)
     change_i = np.array([float((item(clip).float() - clip.float()).abs().mean()) for _ in range(n)])
     se = math.sqrt(change_b.var(ddof=1) / n + change_i.var(ddof=1) / n)
-    print(f"mean |change| batched {change_b.mean():.3f}, per item {change_i.mean():.3f}, "
-          f"difference {change_b.mean() - change_i.mean():+.3f} = {(change_b.mean() - change_i.mean()) / se:+.2f} SE")
+    print(
+        f"mean |change| batched {change_b.mean():.3f}, per item {change_i.mean():.3f}, "
+        f"difference {change_b.mean() - change_i.mean():+.3f} = {(change_b.mean() - change_i.mean()) / se:+.2f} SE"
+    )
     record_property("means", (float(change_b.mean()), float(change_i.mean()), se))
     assert abs(change_b.mean() - change_i.mean()) < 4 * se
 
@@ -520,8 +537,11 @@ def test_batched_change_per_pixel_matches_per_item(fill, ops, one_thread, record
 def test_strong_views_normalise_on_the_device_and_draw_by_step():
     """StrongViews: uint8 weak views in, normalised weak and strong views of the asked streams out;
     the draws are a function of (seed, step, rank, stream)."""
-    weak = {"rgb_w": textured_clips(3, 2, 16, 16, 1), "tg_w": textured_clips(3, 2, 16, 16, 2),
-            "label": torch.tensor([0, 1, -1])}
+    weak = {
+        "rgb_w": textured_clips(3, 2, 16, 16, 1),
+        "tg_w": textured_clips(3, 2, 16, 16, 2),
+        "label": torch.tensor([0, 1, -1]),
+    }
     views = StrongViews(("rgb", "tg"), 0.9, transforms.TG_NEUTRAL, ["Invert"], seed=0)
     out = views(weak, torch.device("cpu"), step=5)
     assert set(out) == {"rgb_w", "tg_w", "rgb_s", "tg_s", "label"}
@@ -547,7 +567,11 @@ def test_batched_aug_on_cuda_matches_cpu():
 
 
 def test_batch_strong_aug_needs_the_reference_ops():
-    assert load_config("synthetic_cpu", ["data.strong_aug=reference", "data.strong_ops_tg=null",
-                                         "data.strong_on=batch"]).data.strong_on == "batch"
+    assert (
+        load_config(
+            "synthetic_cpu", ["data.strong_aug=reference", "data.strong_ops_tg=null", "data.strong_on=batch"]
+        ).data.strong_on
+        == "batch"
+    )
     with pytest.raises(ConfigError, match="batch strong augmentation is implemented for the reference ops"):
         load_config("synthetic_cpu", ["data.strong_on=batch"])

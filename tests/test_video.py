@@ -1,4 +1,5 @@
 """Video readers: same frames from every backend, rawframe folders, damaged files."""
+
 from pathlib import Path
 
 import av
@@ -60,8 +61,11 @@ def _cases() -> list:
     """Every backend on both files; decord misplaces frames after a seek in AVI files
     with B-frames (dmlc/decord#195, #365): strict xfail notices a fix."""
     known_bug = pytest.mark.xfail(strict=True, reason="decord seeks wrongly with B-frames")
-    return [pytest.param(b, kind, marks=known_bug if (b, kind) == ("decord", "bframes") else ())
-            for b in BACKENDS for kind in ("plain", "bframes")]
+    return [
+        pytest.param(b, kind, marks=known_bug if (b, kind) == ("decord", "bframes") else ())
+        for b in BACKENDS
+        for kind in ("plain", "bframes")
+    ]
 
 
 @pytest.mark.parametrize(("backend", "kind"), _cases())
@@ -125,8 +129,9 @@ def _damaged(folder: Path, source_video: Path) -> dict[str, Path]:
         "garbage": rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(),
         "png_renamed": encode_png(torch.zeros(3, 8, 8, dtype=torch.uint8)).numpy().tobytes(),
         "text_renamed": b"<html>404 Not Found</html>\n",
-        "mid_file_corrupted": data[:middle] + rng.integers(0, 256, 512, dtype=np.uint8).tobytes()
-        + data[middle + 512:],
+        "mid_file_corrupted": data[:middle]
+        + rng.integers(0, 256, 512, dtype=np.uint8).tobytes()
+        + data[middle + 512 :],
     }
     paths = {}
     for name, content in damaged.items():
@@ -162,8 +167,9 @@ def test_mid_file_damage_is_caught_where_ffmpeg_stays_silent(videos, tmp_path):
 def _write_rawframes(folder: Path, frames: np.ndarray, prefix: str) -> None:
     folder.mkdir(exist_ok=True)
     for i, frame in enumerate(frames):
-        write_jpeg(torch.from_numpy(frame).permute(2, 0, 1).contiguous(),
-                   str(folder / f"{prefix}{i + 1:05d}.jpg"), quality=95)
+        write_jpeg(
+            torch.from_numpy(frame).permute(2, 0, 1).contiguous(), str(folder / f"{prefix}{i + 1:05d}.jpg"), quality=95
+        )
 
 
 def test_rawframe_folder_reads_one_based_files_and_tempgrad_prefix(tmp_path):

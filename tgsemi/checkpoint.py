@@ -5,6 +5,7 @@ crash mid-write leaves the previous checkpoint intact; history files are hard
 links to it (no second copy on disk). Loading uses ``weights_only=True``: a
 checkpoint carrying a pickled payload is refused without running it.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ OmegaConf merges presets and command-line overrides; pydantic validates the
 result, so a typo or a wrong type fails at start-up naming the key (and, for
 choices, the valid values) instead of hours into a run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,12 +22,37 @@ if TYPE_CHECKING:
 
 PRESET_DIR = Path(__file__).parent / "configs"
 RandAugmentOp = Literal[  # torchvision's RandAugment ops (tests check the two lists agree)
-    "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
-    "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
+    "Identity",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Brightness",
+    "Color",
+    "Contrast",
+    "Sharpness",
+    "Posterize",
+    "Solarize",
+    "AutoContrast",
+    "Equalize",
 ]
 ReferenceOp = Literal[  # the reference's 15 strong ops (transforms.REFERENCE_OPS; tests check they agree)
-    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "EnhanceColor",
-    "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "EnhanceColor",
+    "EnhanceContrast",
+    "EnhanceBrightness",
+    "EnhanceSharpness",
+    "Autocontrast",
+    "Equalize",
+    "Invert",
+    "Cutout",
 ]
 
 
@@ -82,22 +108,28 @@ class DataConfig(_Strict):
         valid = get_args(ReferenceOp if self.strong_aug == "reference" else RandAugmentOp)
         bad = [op for op in self.strong_ops_tg or [] if op not in valid]
         if bad or self.strong_ops_tg == []:
-            raise ValueError(f"strong_ops_tg must be a non-empty subset of the {self.strong_aug} ops "
-                             f"{list(valid)}, got {self.strong_ops_tg}")
+            raise ValueError(
+                f"strong_ops_tg must be a non-empty subset of the {self.strong_aug} ops "
+                f"{list(valid)}, got {self.strong_ops_tg}"
+            )
         return self
 
     @model_validator(mode="after")
     def _batch_strong_aug_is_the_reference(self) -> "DataConfig":
         if self.strong_on == "batch" and self.strong_aug != "reference":
-            raise ValueError("batch strong augmentation is implemented for the reference ops: "
-                             "set data.strong_aug=reference or data.strong_on=item")
+            raise ValueError(
+                "batch strong augmentation is implemented for the reference ops: "
+                "set data.strong_aug=reference or data.strong_on=item"
+            )
         return self
 
     @model_validator(mode="after")
     def _cache_in_process(self) -> "DataConfig":
         if self.cache_frames and self.num_workers not in (0, "auto"):  # auto: 0 with the cache
-            raise ValueError("cache_frames needs num_workers=0: each worker would fill its own copy "
-                             "and lose it when the worker ends (set data.cache_frames=false to use workers)")
+            raise ValueError(
+                "cache_frames needs num_workers=0: each worker would fill its own copy "
+                "and lose it when the worker ends (set data.cache_frames=false to use workers)"
+            )
         return self
 
 
@@ -232,8 +264,7 @@ def _preset_path(name_or_path: str) -> Path:
     if candidate.exists():
         return candidate
     raise ConfigError(
-        f"unknown config {name_or_path!r}: not a YAML file and not a preset; "
-        f"presets: {', '.join(preset_names())}"
+        f"unknown config {name_or_path!r}: not a YAML file and not a preset; presets: {', '.join(preset_names())}"
     )
 
 
@@ -304,12 +335,22 @@ def config_from_dict(values: dict) -> Config:
 # What a run may change when it resumes: how it is watched, saved and evaluated and how far it
 # goes, never what a step computes (data items are seeded by index, so workers don't matter, and a
 # cached video gives the same items as a decoded one).
-RESUMABLE = ("train.max_steps", "train.progress", "train.log_every_steps", "train.ckpt_every_steps",
-             "train.keep_last", "train.cpus", "data.num_workers", "data.cache_frames", "eval")
+RESUMABLE = (
+    "train.max_steps",
+    "train.progress",
+    "train.log_every_steps",
+    "train.ckpt_every_steps",
+    "train.keep_last",
+    "train.cpus",
+    "data.num_workers",
+    "data.cache_frames",
+    "eval",
+)
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
     """``"key: old -> new"`` for each setting that differs, except keys under ``RESUMABLE``."""
+
     def leaves(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():
@@ -317,8 +358,11 @@ def config_changes(old: Config, new: Config) -> list[str]:
         return out
 
     a, b = leaves(old.model_dump()), leaves(new.model_dump())
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUMABLE)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUMABLE)
+    ]
 
 
 def save_config(cfg: Config, path: Path) -> None:

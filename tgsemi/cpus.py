@@ -9,6 +9,7 @@ Precedence: ``train.cpus`` replaces detection; an explicit ``data.num_workers``
 replaces the ``auto`` rule; ``OMP_NUM_THREADS`` (read by PyTorch at start-up)
 replaces the intra-op thread count, which is then left as it is.
 """
+
 from __future__ import annotations
 
 import os
@@ -127,8 +128,9 @@ def loader_workers(num_workers: int | Literal["auto"], cpus: int, cache_frames: 
     return 0 if cache_frames else min(MAX_AUTO_WORKERS, max(0, cpus - 1))
 
 
-def plan(configured_cpus: int | None, num_workers: int | Literal["auto"], cache_frames: bool = False,
-         root: str | Path = "/") -> CpuPlan:
+def plan(
+    configured_cpus: int | None, num_workers: int | Literal["auto"], cache_frames: bool = False, root: str | Path = "/"
+) -> CpuPlan:
     """Workers and intra-op threads for one of ``local_world_size()`` processes: the threads
     get the process's CPUs the workers leave (at least 1), unless ``OMP_NUM_THREADS`` is
     set, where PyTorch's count (``torch.get_num_threads()``) is kept."""

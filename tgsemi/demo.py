@@ -5,6 +5,7 @@ object, colours, shared within a group of clips; train and test groups disjoint)
 is a nuisance: the paper's claim is that the TG stream, which learns motion from
 few labels, teaches the RGB network to look at the motion too.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,12 @@ def stale(run_dir: Path, cfg: Config) -> str | None:
     return None
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str | Path | None = None,
-             seeds: list[int] | None = None) -> Path:
+def run_demo(
+    out: str | Path = "runs/demo",
+    quick: bool = False,
+    data_dir: str | Path | None = None,
+    seeds: list[int] | None = None,
+) -> Path:
     """Train every registered method (one run per seed), evaluate them, write ``out/report.md``."""
     out = Path(out)
     preset = "tiny" if quick else "demo"
@@ -55,8 +60,14 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str |
     overrides = [f"data.root={data}"]
     if quick:
         # 20 % labels: the tiny set has 6 train videos per class, so 10 % would leave classes unlabeled
-        overrides += ["data.labeled_fraction=0.2", "train.epochs=4", "train.warmup_epochs=0.5",
-                      "loss.unlabeled_warmup_epochs=1", "train.eval_every_epochs=100", "eval.clips=1"]
+        overrides += [
+            "data.labeled_fraction=0.2",
+            "train.epochs=4",
+            "train.warmup_epochs=0.5",
+            "loss.unlabeled_warmup_epochs=1",
+            "train.eval_every_epochs=100",
+            "eval.clips=1",
+        ]
     results = []
     for seed in seeds or [0]:
         for method in METHODS:
@@ -76,8 +87,10 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, data_dir: str |
 def accuracy_table(results: list[dict]) -> str:
     lines = ["| method | seed | top-1 | top-5 | mean class | videos scored | failed |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {get_method(r['method']).label} (RGB) | {r['seed']} | {r['top1']:.1f} | {r['top5']:.1f} "
-                     f"| {r['mean_class']:.1f} | {r['scored']} | {r['failed']} |")
+        lines.append(
+            f"| {get_method(r['method']).label} (RGB) | {r['seed']} | {r['top1']:.1f} | {r['top5']:.1f} "
+            f"| {r['mean_class']:.1f} | {r['scored']} | {r['failed']} |"
+        )
     return "\n".join(lines)
 
 
@@ -87,8 +100,11 @@ def write_report(out: Path, results: list[dict]) -> Path:
     from tgsemi.analysis.report import make_report
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "confusion"}
-                                                  for r in results], indent=1))
-    accuracy = ("Test top-1 of the RGB network (the TG network is only a teacher), synthetic motion-defined "
-                "classes.\n\n" + accuracy_table(results))
+    (out / "results.json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "confusion"} for r in results], indent=1)
+    )
+    accuracy = (
+        "Test top-1 of the RGB network (the TG network is only a teacher), synthetic motion-defined "
+        "classes.\n\n" + accuracy_table(results)
+    )
     return make_report([r["run"] for r in results], out, accuracy=accuracy, title="tgsemi demo report")

@@ -3,6 +3,7 @@
 The contrastive loss needs every rank's embeddings as negatives *with* gradient, which plain
 ``all_gather`` does not provide.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         grad = grad.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(grad)
         n = grad.shape[0] // world_size()
-        return grad[rank() * n:(rank() + 1) * n]
+        return grad[rank() * n : (rank() + 1) * n]
 
 
 def all_gather_with_grad(t: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ checkpoint, so a resumed run on CPU ends with bit-identical weights.
 the run, ``one_step`` trains a step, ``save_checkpoint`` and ``TrainLog`` record it,
 and only the loop advances the ``Position``.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,39 +91,73 @@ def lr_at(step: int, cfg: Config, steps_per_epoch: int, world: int) -> float:
 class Loaders:
     """Seeded, resumable loaders; item randomness comes from the sampler (see datasets.py)."""
 
-    def __init__(self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...], workers: int,
-                 uses_unlabeled: bool):
+    def __init__(
+        self, cfg: Config, splits: Splits, bad: BadInputs, streams: tuple[str, ...], workers: int, uses_unlabeled: bool
+    ):
         d, t = cfg.data, cfg.train
         self.cfg, self.streams, self.world, self.rank = cfg, streams, distributed.world_size(), distributed.rank()
         self.workers = workers  # data.num_workers resolved (cpus.plan)
-        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, backend=d.backend, bad=bad,
-                      allow_outside_root=d.allow_outside_root)
+        common = dict(
+            clip_len=d.clip_len,
+            frame_interval=d.frame_interval,
+            backend=d.backend,
+            bad=bad,
+            allow_outside_root=d.allow_outside_root,
+        )
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
         # one cache: the labeled videos are in the unlabeled pool too
-        train_aug = dict(resize=d.resize, crop=d.crop, crop_area=d.crop_area,
-                         cache=FrameCache() if d.cache_frames else None)
+        train_aug = dict(
+            resize=d.resize, crop=d.crop, crop_area=d.crop_area, cache=FrameCache() if d.cache_frames else None
+        )
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
-        self.unlabeled = UnlabeledDataset(d.root, splits.unlabeled, strong_aug=d.strong_aug,
-                                          strong_level=d.strong_level, tg_fill=d.tg_fill,
-                                          strong_ops_tg=d.strong_ops_tg, strong_on=d.strong_on, **train_aug,
-                                          **common)
+        self.unlabeled = UnlabeledDataset(
+            d.root,
+            splits.unlabeled,
+            strong_aug=d.strong_aug,
+            strong_level=d.strong_level,
+            tg_fill=d.tg_fill,
+            strong_ops_tg=d.strong_ops_tg,
+            strong_on=d.strong_on,
+            **train_aug,
+            **common,
+        )
         # strong_on=batch: the unlabeled batch's strong views are built on the training device
-        self.strong_views = StrongViews(streams, d.strong_level, d.tg_fill, d.strong_ops_tg, cfg.seed,
-                                        self.rank) if d.strong_on == "batch" else None
+        self.strong_views = (
+            StrongViews(streams, d.strong_level, d.tg_fill, d.strong_ops_tg, cfg.seed, self.rank)
+            if d.strong_on == "batch"
+            else None
+        )
         self.test = EvalDataset(d.root, splits.test, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
-        self.train_eval = EvalDataset(d.root, splits.train, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop,
-                                      **common) if t.precise_bn_data == "train" else None
+        self.train_eval = (
+            EvalDataset(d.root, splits.train, num_clips=1, num_crops=1, resize=d.resize, crop=d.crop, **common)
+            if t.precise_bn_data == "train"
+            else None
+        )
         # an epoch has as many steps for every method: one pass over the pool in batches of B x mu
         self.steps_per_epoch = max(len(self.unlabeled) // (max(t.batch_size * t.mu, t.batch_size) * self.world), 1)
         self.b_u = t.batch_size * t.mu if uses_unlabeled else 0
 
     def loader(self, dataset, batch: int, stream: int, epoch: int, start_batch: int) -> DataLoader:
-        sampler = EpochSampler(len(dataset), self.cfg.seed, epoch, start_batch * batch, rank=self.rank,
-                               world_size=self.world, stream=stream)
+        sampler = EpochSampler(
+            len(dataset),
+            self.cfg.seed,
+            epoch,
+            start_batch * batch,
+            rank=self.rank,
+            world_size=self.world,
+            stream=stream,
+        )
         gen = torch.Generator().manual_seed(self.cfg.seed)  # keeps the global RNG untouched by workers
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=gen,
-                          num_workers=self.workers, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            drop_last=True,
+            generator=gen,
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
 
     def precise_bn_batches(self) -> Iterator[dict]:
         """Batches BN statistics are recomputed on: labeled clips with training augmentation, or
@@ -134,8 +169,13 @@ class Loaders:
             return
         sampler = EpochSampler(len(self.train_eval), self.cfg.seed, stream=2, rank=self.rank, world_size=self.world)
         indices = [i for i, _ in sampler]  # the validation pipeline draws nothing: the item seeds go unused
-        loader = DataLoader(self.train_eval, batch_size=self.cfg.train.batch_size, sampler=indices, drop_last=True,
-                            num_workers=self.workers)
+        loader = DataLoader(
+            self.train_eval,
+            batch_size=self.cfg.train.batch_size,
+            sampler=indices,
+            drop_last=True,
+            num_workers=self.workers,
+        )
         for batch in loader:  # one view per clip: (B, 1, C, T, H, W) -> (B, C, T, H, W)
             yield {k: v[:, 0] if k in ("rgb", "tg") else v for k, v in batch.items()}
 
@@ -149,15 +189,18 @@ class Loaders:
             return lab, self.strong_views(unl, device, step)
         return lab, {k: v.to(device, non_blocking=True) for k, v in unl.items()}
 
-    def step_inputs(self, lab: dict, unl: dict | None, device: torch.device, step: int,
-                    unlabeled_on: bool) -> tuple[dict[str, torch.Tensor], Batch, torch.Tensor | None]:
+    def step_inputs(
+        self, lab: dict, unl: dict | None, device: torch.device, step: int, unlabeled_on: bool
+    ) -> tuple[dict[str, torch.Tensor], Batch, torch.Tensor | None]:
         """What step ``step`` (0-based) trains on: the model's input per stream, the loss's view of
         the clips (``unlabeled_on``: the unlabeled loss counts) and, kept from the loss, the hidden
         labels of the unlabeled clips (-1: unknown; None without unlabeled clips) that score its
         pseudo-labels."""
         lab, unl = self.on_device(lab, unl, device, step)
-        inputs = {s: to_device(x, device, self.cfg.train.channels_last)
-                  for s, x in model_inputs(self.streams, lab, unl).items()}
+        inputs = {
+            s: to_device(x, device, self.cfg.train.channels_last)
+            for s, x in model_inputs(self.streams, lab, unl).items()
+        }
         n_u = 0 if unl is None else unl["label"].shape[0]
         batch = Batch(y=lab["label"].to(device), n_l=lab["label"].shape[0], n_u=n_u, unlabeled_on=unlabeled_on)
         return inputs, batch, unl["label"].to(device) if n_u else None
@@ -190,8 +233,9 @@ def model_inputs(streams: tuple[str, ...], lab: dict, unl: dict | None) -> dict[
 
 
 @torch.no_grad()
-def precise_bn(net: nn.Module, loader: Iterable[dict], modality: str, device: torch.device, batches: int,
-               channels_last: bool) -> int:
+def precise_bn(
+    net: nn.Module, loader: Iterable[dict], modality: str, device: torch.device, batches: int, channels_last: bool
+) -> int:
     """Recompute BN running statistics as exact averages over up to ``batches`` batches
     (the running averages lag behind weights that changed during training); returns
     the number of clips this rank used."""
@@ -250,8 +294,13 @@ class TrainLog:
     def __init__(self, t: Training, pos: Position):
         self.enabled, self.path, self.cfg, self.total = distributed.is_main(), t.paths.metrics, t.cfg, t.total
         self.steps_per_epoch = t.loaders.steps_per_epoch
-        self.bar = tqdm(total=t.total, initial=pos.step, desc=t.cfg.method, dynamic_ncols=True,
-                        disable=not (self.enabled and t.cfg.train.progress))
+        self.bar = tqdm(
+            total=t.total,
+            initial=pos.step,
+            desc=t.cfg.method,
+            dynamic_ncols=True,
+            disable=not (self.enabled and t.cfg.train.progress),
+        )
         if self.enabled:
             if self.path.exists():
                 kept = [r for r in parse_jsonl(self.path.read_text()) if _kept(r, pos.step)]
@@ -270,8 +319,7 @@ class TrainLog:
         if pos.step % every and pos.step != self.total:
             return
         values = {f"loss/{k}": float(v) for k, v in r.terms.items()}
-        values.update({"loss": float(r.loss), "lr": r.lr, "epoch": pos.step / self.steps_per_epoch,
-                       **r.diagnostics})
+        values.update({"loss": float(r.loss), "lr": r.lr, "epoch": pos.step / self.steps_per_epoch, **r.diagnostics})
         now = time.perf_counter()
         values["sec_per_step"] = (now - self.t_last) / every
         self.t_last = now
@@ -302,9 +350,16 @@ def _kept(record: dict, resume_step: int) -> bool:
     return isinstance(step, int) and (step < resume_step or (step == resume_step and "loss" in record))
 
 
-def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor], batch: Batch,
-               optimizer: torch.optim.Optimizer, cfg: Config, amp: bool, device: torch.device
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], torch.Tensor | None]:
+def train_step(
+    model: nn.Module,
+    method: Method,
+    inputs: dict[str, torch.Tensor],
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    amp: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], torch.Tensor | None]:
     """Forward all clips once per stream, the method's losses, backward, clip, step.
 
     A step whose loss has a non-finite term is not applied (the caller decides
@@ -324,8 +379,7 @@ def train_step(model: nn.Module, method: Method, inputs: dict[str, torch.Tensor]
     if finite:
         loss.backward()
         if cfg.train.clip_grad_norm:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                     cfg.train.clip_grad_norm)
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.train.clip_grad_norm)
         optimizer.step()
     return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo
 
@@ -382,8 +436,13 @@ def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
     net = _networks(cfg, method, streams, len(splits.class_names), device)
     if distributed.is_main():
         _log_start(paths, cfg, device, net, budget)
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
-                                weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=cfg.train.lr,
+        momentum=cfg.train.momentum,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda",
+    )
     pos = Position() if resume is None else _restore(resume, net, optimizer, paths)
     model: nn.Module = net
     if distributed.world_size() > 1:
@@ -393,9 +452,19 @@ def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
     total = int(cfg.train.epochs * loaders.steps_per_epoch)
     if cfg.train.max_steps is not None:
         total = min(total, cfg.train.max_steps)
-    return Training(cfg=cfg, paths=paths, method=method, loaders=loaders, net=net, model=model, optimizer=optimizer,
-                    device=device, amp=use_amp(cfg.train.amp, device), class_names=splits.class_names,
-                    total=total), pos
+    return Training(
+        cfg=cfg,
+        paths=paths,
+        method=method,
+        loaders=loaders,
+        net=net,
+        model=model,
+        optimizer=optimizer,
+        device=device,
+        amp=use_amp(cfg.train.amp, device),
+        class_names=splits.class_names,
+        total=total,
+    ), pos
 
 
 def _resumable(paths: RunPaths, cfg: Config) -> dict | None:
@@ -405,14 +474,17 @@ def _resumable(paths: RunPaths, cfg: Config) -> dict | None:
     resume = checkpoint.load(paths.last)
     if changed := config_changes(config_from_dict(resume["config"]), cfg):
         # resuming would mix two recipes in one set of weights, under the new config.yaml
-        raise ConfigError(f"{paths.last} was trained with other settings ({'; '.join(changed)}): "
-                          f"run the same command to resume it, or give a new --out "
-                          f"(or delete {paths.checkpoints} to train this run again)")
+        raise ConfigError(
+            f"{paths.last} was trained with other settings ({'; '.join(changed)}): "
+            f"run the same command to resume it, or give a new --out "
+            f"(or delete {paths.checkpoints} to train this run again)"
+        )
     return resume
 
 
-def _networks(cfg: Config, method: Method, streams: tuple[str, ...], num_classes: int,
-              device: torch.device) -> TwoStream:
+def _networks(
+    cfg: Config, method: Method, streams: tuple[str, ...], num_classes: int, device: torch.device
+) -> TwoStream:
     net = create_model(cfg.model, num_classes, streams, method.needs_projection).to(device)
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
@@ -424,11 +496,22 @@ def _networks(cfg: Config, method: Method, streams: tuple[str, ...], num_classes
 def _log_start(paths: RunPaths, cfg: Config, device: torch.device, net: TwoStream, budget: cpus.CpuPlan) -> None:
     """One line that says how the run is set up: what the config asked for, as this machine resolved it."""
     bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-    log.info("%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
-             "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
-             paths.root, cfg.method, device, distributed.world_size(), ", ".join(sorted(bn)),
-             cfg.train.precise_bn_batches, cfg.train.precise_bn_data, budget.cpus, budget.source,
-             budget.threads, budget.threads_source, budget.workers)
+    log.info(
+        "%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
+        "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
+        paths.root,
+        cfg.method,
+        device,
+        distributed.world_size(),
+        ", ".join(sorted(bn)),
+        cfg.train.precise_bn_batches,
+        cfg.train.precise_bn_data,
+        budget.cpus,
+        budget.source,
+        budget.threads,
+        budget.threads_source,
+        budget.workers,
+    )
 
 
 def _restore(resume: dict, net: TwoStream, optimizer: torch.optim.Optimizer, paths: RunPaths) -> Position:
@@ -458,7 +541,8 @@ def one_step(t: Training, pos: Position, lab: dict, unl: dict | None) -> StepRes
         if t.cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl
             raise NonFiniteLossError(
                 f"non-finite loss at step {pos.step + 1} in term(s) {', '.join(bad_terms)}; the last good "
-                f"checkpoint in {t.paths.checkpoints} is intact (train.on_nonfinite=skip skips such steps)")
+                f"checkpoint in {t.paths.checkpoints} is intact (train.on_nonfinite=skip skips such steps)"
+            )
         log.warning("skipped step %d: non-finite loss term(s) %s", pos.step + 1, bad_terms)
     return StepResult(lr, loss, terms, diag)
 
@@ -467,9 +551,19 @@ def save_checkpoint(t: Training, pos: Position) -> None:
     """The main process writes what resuming needs, with every rank's RNG state; all ranks wait for it."""
     rngs = distributed.all_gather_object(checkpoint.rng_state())
     if distributed.is_main():
-        checkpoint.save({"model": t.net.state_dict(), "optimizer": t.optimizer.state_dict(),
-                         "position": vars(pos).copy(), "rng": rngs, "config": t.cfg.model_dump(),
-                         "class_names": t.class_names}, t.paths.checkpoints, pos.step, t.cfg.train.keep_last)
+        checkpoint.save(
+            {
+                "model": t.net.state_dict(),
+                "optimizer": t.optimizer.state_dict(),
+                "position": vars(pos).copy(),
+                "rng": rngs,
+                "config": t.cfg.model_dump(),
+                "class_names": t.class_names,
+            },
+            t.paths.checkpoints,
+            pos.step,
+            t.cfg.train.keep_last,
+        )
     distributed.barrier()
 
 
@@ -487,10 +581,25 @@ def validate(t: Training) -> dict:
     cfg, out = t.cfg, {}
     with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):
         for s, stream_net in t.net.nets.items():
-            clips = precise_bn(stream_net, t.loaders.precise_bn_batches(), s, t.device, cfg.train.precise_bn_batches,
-                               cfg.train.channels_last)
+            clips = precise_bn(
+                stream_net,
+                t.loaders.precise_bn_batches(),
+                s,
+                t.device,
+                cfg.train.precise_bn_batches,
+                cfg.train.channels_last,
+            )
             out[f"precise_bn/{s}/clips"] = clips * distributed.world_size()
-            res = evaluate(stream_net, t.loaders.test, s, stream_net.fc.out_features, t.device,
-                           cfg.eval.batch_size, t.loaders.workers, t.amp, cfg.train.channels_last)
+            res = evaluate(
+                stream_net,
+                t.loaders.test,
+                s,
+                stream_net.fc.out_features,
+                t.device,
+                cfg.eval.batch_size,
+                t.loaders.workers,
+                t.amp,
+                cfg.train.channels_last,
+            )
             out.update({f"val/{s}/{k}": v for k, v in res.items() if k != "confusion"})
     return out

@@ -4,6 +4,7 @@ Every failure caused by user input (a file, a list line, a config key) raises on
 of these, naming what is at fault, so that a user never has to read a traceback
 from deep inside a third-party library to find the broken line.
 """
+
 from __future__ import annotations
 
 

@@ -1,6 +1,7 @@
 """Evaluation: multi-clip x multi-crop logit averaging, top-1/top-5/mean-class
 accuracy and the confusion matrix. Videos that cannot be decoded are counted
 and reported, never silently left out of the denominator's story."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -16,8 +17,15 @@ from tgsemi.runtime import autocast, to_device
 
 
 @torch.no_grad()
-def predict(net: nn.Module, loader: Iterable[dict], modality: str, device: torch.device,
-            amp: bool = False, channels_last: bool = False, progress: bool = False) -> dict:
+def predict(
+    net: nn.Module,
+    loader: Iterable[dict],
+    modality: str,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict:
     """Per-video averaged logits over all views, plus pooled features (for t-SNE)."""
     net.eval()
     logits, pooled, labels, ok, index = [], [], [], [], []
@@ -32,8 +40,11 @@ def predict(net: nn.Module, loader: Iterable[dict], modality: str, device: torch
         ok.append(batch["ok"])
         index.append(batch["index"])
     return {
-        "logits": torch.cat(logits), "features": torch.cat(pooled), "labels": torch.cat(labels),
-        "ok": torch.cat(ok), "index": torch.cat(index),
+        "logits": torch.cat(logits),
+        "features": torch.cat(pooled),
+        "labels": torch.cat(labels),
+        "ok": torch.cat(ok),
+        "index": torch.cat(index),
     }
 
 
@@ -57,9 +68,18 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor, ok: torch.Tensor, num_cl
     }
 
 
-def evaluate(net: nn.Module, dataset: EvalDataset, modality: str, num_classes: int, device: torch.device,
-             batch_size: int = 8, num_workers: int = 0, amp: bool = False, channels_last: bool = False,
-             progress: bool = False) -> dict:
+def evaluate(
+    net: nn.Module,
+    dataset: EvalDataset,
+    modality: str,
+    num_classes: int,
+    device: torch.device,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict:
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     pred = predict(net, loader, modality, device, amp, channels_last, progress)
     return metrics(pred["logits"], pred["labels"], pred["ok"], num_classes)

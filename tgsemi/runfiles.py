@@ -3,6 +3,7 @@
 Training writes them, and resuming, the bookkeeping of bad inputs, the notebooks and the CLI read
 them back; naming every path here keeps all of them agreeing on the layout.
 """
+
 from __future__ import annotations
 
 import json

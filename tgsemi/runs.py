@@ -3,6 +3,7 @@
 Everything downstream of training (``tgsemi eval``, robustness, Grad-CAM,
 t-SNE, the report, the notebooks) starts from here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,15 +47,31 @@ class Run:
         data = self.cfg.data if data_root is None else self.cfg.data.model_copy(update={"root": data_root})
         return build_splits(data, self.cfg.seed)
 
-    def dataset(self, split: str = "test", clips: int = 1, crops: int = 1,
-                corruption: Callable[..., np.ndarray] | None = None, data_root: str | None = None) -> EvalDataset:
+    def dataset(
+        self,
+        split: str = "test",
+        clips: int = 1,
+        crops: int = 1,
+        corruption: Callable[..., np.ndarray] | None = None,
+        data_root: str | None = None,
+    ) -> EvalDataset:
         s = self.splits(data_root)
         samples = {"test": s.test, "train": s.unlabeled, "labeled": s.labeled}[split]
         d = self.cfg.data
         crop = self.cfg.eval.crop or d.crop if crops == 3 else d.crop  # 1 crop: the validation pipeline's
-        return EvalDataset(data_root or d.root, samples, d.clip_len, d.frame_interval, backend=d.backend,
-                           num_clips=clips, num_crops=crops, resize=d.resize, crop=crop, corruption=corruption,
-                           allow_outside_root=d.allow_outside_root)
+        return EvalDataset(
+            data_root or d.root,
+            samples,
+            d.clip_len,
+            d.frame_interval,
+            backend=d.backend,
+            num_clips=clips,
+            num_crops=crops,
+            resize=d.resize,
+            crop=crop,
+            corruption=corruption,
+            allow_outside_root=d.allow_outside_root,
+        )
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
@@ -64,18 +81,37 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     method = get_method(cfg.method)
     model = create_model(cfg.model, len(ckpt["class_names"]), cfg.streams(), method.needs_projection)
     model.load_state_dict(ckpt["model"])
-    return Run(RunPaths.named_by(path).root, cfg, model.to(device).eval(), list(ckpt["class_names"]),
-               ckpt["position"]["step"])
+    return Run(
+        RunPaths.named_by(path).root, cfg, model.to(device).eval(), list(ckpt["class_names"]), ckpt["position"]["step"]
+    )
 
 
-def eval_run(run: Run, split: str = "test", clips: int = 1, crops: int = 1, modality: str | None = None,
-             corruption: Callable[..., np.ndarray] | None = None, batch_size: int = 8, num_workers: int = 0,
-             device: str = "cpu", progress: bool = False, data_root: str | None = None) -> dict:
+def eval_run(
+    run: Run,
+    split: str = "test",
+    clips: int = 1,
+    crops: int = 1,
+    modality: str | None = None,
+    corruption: Callable[..., np.ndarray] | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    data_root: str | None = None,
+) -> dict:
     """Top-1/top-5/mean-class accuracy of one network of a run on a split."""
     modality = modality or run.model.primary
     ds = run.dataset(split, clips, crops, corruption, data_root)
     dev = torch.device(device)
-    res = evaluate(run.net(modality).to(dev), ds, modality, len(run.class_names), dev, batch_size, num_workers,
-                   amp=dev.type == "cuda", progress=progress)
+    res = evaluate(
+        run.net(modality).to(dev),
+        ds,
+        modality,
+        len(run.class_names),
+        dev,
+        batch_size,
+        num_workers,
+        amp=dev.type == "cuda",
+        progress=progress,
+    )
     return {"run": str(run.path), "split": split, "modality": modality, "clips": clips, "crops": crops, **res}
-

@@ -3,6 +3,7 @@
 Training, evaluation, the analysis tools and the benchmarks ask these questions the same way,
 so the answers live here rather than in any one of them.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Temporal gradient: the difference between adjacent raw frames (docs/method.md section 1)."""
+
 from __future__ import annotations
 
 import numpy as np

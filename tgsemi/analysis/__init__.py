@@ -7,6 +7,7 @@ named as the paper names them (Baseline-RGB, Ours-RGB, Ours-TG, ...). Several
 networks are evaluated on one decoding pass, because on a CPU decoding costs
 as much as the forward passes of the small models the demo trains.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,9 +54,16 @@ def _data_key(ds) -> tuple:
 
 
 @torch.no_grad()
-def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
-                  corruption: Callable[..., np.ndarray] | None = None, batch_size: int = 8,
-                  progress: bool = False, num_workers: int = 0, threads: int | None = None) -> list[dict]:
+def predict_views(
+    views: Sequence[View],
+    split: str = "test",
+    clips: int = 1,
+    corruption: Callable[..., np.ndarray] | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    num_workers: int = 0,
+    threads: int | None = None,
+) -> list[dict]:
     """Per-video logits and pooled features (averaged over ``clips``) of each network.
 
     Networks whose runs read the same videos the same way share one pass over
@@ -90,8 +98,12 @@ def predict_views(views: Sequence[View], split: str = "test", clips: int = 1,
                 labels_.append(batch["label"])
                 ok.append(batch["ok"])
             for i in members:
-                out[i] = {"logits": torch.cat(logits[i]), "features": torch.cat(pooled[i]),
-                          "labels": torch.cat(labels_), "ok": torch.cat(ok)}
+                out[i] = {
+                    "logits": torch.cat(logits[i]),
+                    "features": torch.cat(pooled[i]),
+                    "labels": torch.cat(labels_),
+                    "ok": torch.cat(ok),
+                }
     return out
 
 

@@ -48,6 +48,7 @@ reproducible), damage the encoded packets for bit errors and packet loss, and
 decode with FFmpeg's error concealment. A frame the decoder cannot produce is
 replaced by the last one it did (a player's freeze), black before the first.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -106,6 +107,7 @@ FREEZE_UPDATES = ((0.4, 2), (0.2, 2), (0.1, 2), (0.05, 2), (0.0, 1))  # share of
 
 # ---------------------------------------------------------------- helpers
 
+
 def _unit(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float32) / 255
 
@@ -160,6 +162,7 @@ def _latest(keep: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- paper (Table 5)
 
+
 def luma(frames: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma in PIL's fixed-point arithmetic (``Image.convert("L")``): ``(..., H, W)`` uint8."""
     rgb = frames.astype(np.uint32)
@@ -203,6 +206,7 @@ def grayscale(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np
 
 # ---------------------------------------------------------------- extended (tgsemi)
 
+
 def _additive_noise(frames: np.ndarray, rng: np.random.Generator, std: float, scale: float = 255) -> np.ndarray:
     """``frames + N(0, std)`` with ``std`` on the 0..``scale`` range."""
     noise = rng.standard_normal(frames.shape, dtype=np.float32) * np.float32(std * 255 / scale)
@@ -237,10 +241,11 @@ def jitter(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.nd
     shifts = np.rint(rng.uniform(-1, 1, (len(frames), 2)) * d).astype(int) + d
     h, w = frames.shape[1:3]
     padded = np.pad(frames, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
-    return np.stack([p[y:y + h, x:x + w] for p, (y, x) in zip(padded, shifts)])
+    return np.stack([p[y : y + h, x : x + w] for p, (y, x) in zip(padded, shifts)])
 
 
 # ---------------------------------------------------------------- noise (both sources)
+
 
 def _shot_noise(frames: np.ndarray, rng: np.random.Generator, photons: float) -> np.ndarray:
     """Poisson noise: ``photons`` expected counts at full intensity."""
@@ -275,6 +280,7 @@ def speckle_noise(frames: np.ndarray, rng: np.random.Generator, severity: int) -
 
 # ---------------------------------------------------------------- blur
 
+
 def motion_blur_mkc(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
     """Temporal motion blur: each frame the mean of the ``c`` frames centred on it
     (fewer at the ends). The paper speaks of averaging 3-11 frames; its script
@@ -292,8 +298,8 @@ def motion_blur_mkc(frames: np.ndarray, rng: np.random.Generator, severity: int)
 def _disk(radius: float, alias_sigma: float) -> torch.Tensor:
     """A normalised disk, smoothed by a small Gaussian against aliasing (ImageNet-C's defocus)."""
     r = max(int(np.ceil(radius)), 1) + 1
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    disk = torch.from_numpy((xx ** 2 + yy ** 2 <= max(radius, 0.5) ** 2).astype(np.float32))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = torch.from_numpy((xx**2 + yy**2 <= max(radius, 0.5) ** 2).astype(np.float32))
     disk = F.gaussian_blur(disk[None, None], [3, 3], [alias_sigma, alias_sigma])[0, 0]
     return disk / disk.sum()
 
@@ -310,7 +316,7 @@ def motion_blur_sch(frames: np.ndarray, rng: np.random.Generator, severity: int)
     radius, sigma = (_px(frames, v) for v in MOTION_BLUR_SCH[severity - 1])
     angle = np.deg2rad(rng.uniform(-45, 45))
     steps = np.arange(int(np.ceil(radius)) + 1)
-    weights = np.exp(-steps ** 2 / (2 * sigma ** 2))
+    weights = np.exp(-(steps**2) / (2 * sigma**2))
     r = len(steps) - 1
     kernel = np.zeros((2 * r + 1, 2 * r + 1), dtype=np.float32)
     ys = r - np.rint(steps * np.sin(angle)).astype(int)
@@ -330,12 +336,14 @@ def zoom_blur(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np
     for z in zooms:
         ch, cw = int(np.ceil(h / z)), int(np.ceil(w / z))
         top, left = (h - ch) // 2, (w - cw) // 2
-        total += nnf.interpolate(x[..., top:top + ch, left:left + cw], size=(h, w), mode="bilinear",
-                                 align_corners=False)
+        total += nnf.interpolate(
+            x[..., top : top + ch, left : left + cw], size=(h, w), mode="bilinear", align_corners=False
+        )
     return _uint8((total / (len(zooms) + 1)).permute(0, 2, 3, 1))
 
 
 # ---------------------------------------------------------------- weather and digital (Mini Kinetics-C)
+
 
 def rain(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
     """New streaks in every frame: one per ``area`` pixels, ``length`` long, slanted by
@@ -370,14 +378,17 @@ def _plasma(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
     while step > 1:
         half = step // 2
         corners = m[::step, ::step]
-        m[half::step, half::step] = (corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1)
-                                     + np.roll(corners, (-1, -1), (0, 1))) / 4 + amp * rng.uniform(-1, 1, corners.shape)
+        m[half::step, half::step] = (
+            corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1) + np.roll(corners, (-1, -1), (0, 1))
+        ) / 4 + amp * rng.uniform(-1, 1, corners.shape)
         centres = m[half::step, half::step]
-        m[::step, half::step] = (corners + np.roll(corners, -1, 1) + centres + np.roll(centres, 1, 0)) / 4 \
-            + amp * rng.uniform(-1, 1, corners.shape)
-        m[half::step, ::step] = (corners + np.roll(corners, -1, 0) + centres + np.roll(centres, 1, 1)) / 4 \
-            + amp * rng.uniform(-1, 1, corners.shape)
-        step, amp = half, amp / decay ** 2
+        m[::step, half::step] = (
+            corners + np.roll(corners, -1, 1) + centres + np.roll(centres, 1, 0)
+        ) / 4 + amp * rng.uniform(-1, 1, corners.shape)
+        m[half::step, ::step] = (
+            corners + np.roll(corners, -1, 0) + centres + np.roll(centres, 1, 1)
+        ) / 4 + amp * rng.uniform(-1, 1, corners.shape)
+        step, amp = half, amp / decay**2
     return (m - m.min()) / (m.max() - m.min())
 
 
@@ -427,8 +438,10 @@ def saturate(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.
 # one process (same input, one thread); its C code does not, at ~2x the time (~20 ms a demo clip).
 # x265 runs on one thread, silent, on frames of at least 80 pixels a side: below 64 it corrupted
 # the heap, at 64 half of its CRF 51 encodes differed.
-CODEC_OPTIONS = {"libx264": {"x264-params": "asm=0"},
-                 "libx265": {"x265-params": "log-level=none:pools=none:frame-threads=1"}}
+CODEC_OPTIONS = {
+    "libx264": {"x264-params": "asm=0"},
+    "libx265": {"x265-params": "log-level=none:pools=none:frame-threads=1"},
+}
 MIN_SIDE = {"libx264": 16, "libx265": 80}
 
 
@@ -473,8 +486,9 @@ def _decode(codec: str, extradata: bytes, packets: list[av.Packet], like: np.nda
     return out
 
 
-def _transcode(frames: np.ndarray, codec: str, crf: int,
-               damage: Callable[[list[av.Packet]], list[av.Packet]] | None = None) -> np.ndarray:
+def _transcode(
+    frames: np.ndarray, codec: str, crf: int, damage: Callable[[list[av.Packet]], list[av.Packet]] | None = None
+) -> np.ndarray:
     """Encode, optionally damage the packets, decode. 4:2:0 needs even sides, the codecs a
     ``MIN_SIDE``: frames are padded to that by repeating the edge, and cropped again."""
     h, w = frames.shape[1:3]
@@ -537,6 +551,7 @@ def packet_loss(frames: np.ndarray, rng: np.random.Generator, severity: int) -> 
 
 # ---------------------------------------------------------------- camera (Schiappa et al.)
 
+
 def translate(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
     """The whole video shifted up and left by up to ``d`` pixels on each axis (one draw,
     black fill), as the source's offset crop."""
@@ -556,6 +571,7 @@ def static_rotate(frames: np.ndarray, rng: np.random.Generator, severity: int) -
 
 
 # ---------------------------------------------------------------- temporal
+
 
 def _hold(n: int, ratio: float, rng: np.random.Generator) -> np.ndarray:
     """Frame map of a video recorded at ``1/ratio`` of the frame rate and shown on the
@@ -617,7 +633,7 @@ def freeze(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.nd
     share, least = FREEZE_UPDATES[severity - 1]
     updates = min(max(int(share * n), least), n)
     keep = np.zeros(n, dtype=bool)
-    keep[1 + rng.permutation(n - 1)[:updates - 1]] = True  # and frame 0
+    keep[1 + rng.permutation(n - 1)[: updates - 1]] = True  # and frame 0
     return frames[_latest(keep)]
 
 
@@ -625,27 +641,84 @@ def freeze(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.nd
 
 PAPER = ("contrast", "brightness", "grayscale")
 EXTENDED = ("gaussian_noise", "blur", "jpeg", "frame_drop", "jitter")
-MINI_KINETICS_C = ("shot_noise_mkc", "motion_blur_mkc", "rain", "fog", "contrast_mkc", "brightness_mkc", "saturate",
-                   "bit_error", "packet_loss", "h264_crf", "h265_crf", "frame_rate")
-SCHIAPPA = ("gaussian_noise_sch", "shot_noise_sch", "impulse_noise", "speckle_noise", "defocus_blur",
-            "motion_blur_sch", "zoom_blur", "jpeg", "translate", "rotate", "static_rotate",
-            "sampling", "reversal", "jumble", "box_jumble", "freeze")
-SUITES: dict[str, tuple[str, ...]] = {"paper": PAPER, "extended": EXTENDED, "mini-kinetics-c": MINI_KINETICS_C,
-                                      "schiappa": SCHIAPPA}
+MINI_KINETICS_C = (
+    "shot_noise_mkc",
+    "motion_blur_mkc",
+    "rain",
+    "fog",
+    "contrast_mkc",
+    "brightness_mkc",
+    "saturate",
+    "bit_error",
+    "packet_loss",
+    "h264_crf",
+    "h265_crf",
+    "frame_rate",
+)
+SCHIAPPA = (
+    "gaussian_noise_sch",
+    "shot_noise_sch",
+    "impulse_noise",
+    "speckle_noise",
+    "defocus_blur",
+    "motion_blur_sch",
+    "zoom_blur",
+    "jpeg",
+    "translate",
+    "rotate",
+    "static_rotate",
+    "sampling",
+    "reversal",
+    "jumble",
+    "box_jumble",
+    "freeze",
+)
+SUITES: dict[str, tuple[str, ...]] = {
+    "paper": PAPER,
+    "extended": EXTENDED,
+    "mini-kinetics-c": MINI_KINETICS_C,
+    "schiappa": SCHIAPPA,
+}
 TEMPORAL = ("frame_drop", "frame_rate", "sampling", "reversal", "jumble", "box_jumble", "freeze")  # frame maps
 NO_SEVERITY = {"grayscale", "reversal"}
 CORRUPTIONS: dict[str, Corruption] = {name: globals()[name] for suite in SUITES.values() for name in suite}
-TITLES = {"contrast": "Contrast Noise", "brightness": "Brightness Noise", "grayscale": "Grayscale",
-          "gaussian_noise": "Gaussian Noise", "blur": "Blur", "jpeg": "JPEG", "frame_drop": "Frame Drop",
-          "jitter": "Jitter", "shot_noise_mkc": "Shot Noise", "motion_blur_mkc": "Motion Blur (temporal)",
-          "rain": "Rain", "fog": "Fog", "contrast_mkc": "Contrast", "brightness_mkc": "Brightness",
-          "saturate": "Saturate", "bit_error": "Bit Error", "packet_loss": "Packet Loss", "h264_crf": "H.264 CRF",
-          "h265_crf": "H.265 CRF", "frame_rate": "Frame Rate", "gaussian_noise_sch": "Gaussian Noise",
-          "shot_noise_sch": "Shot Noise", "impulse_noise": "Impulse Noise", "speckle_noise": "Speckle Noise",
-          "defocus_blur": "Defocus Blur", "motion_blur_sch": "Motion Blur", "zoom_blur": "Zoom Blur",
-          "translate": "Translate", "rotate": "Rotate", "static_rotate": "Static Rotate",
-          "sampling": "Sampling Rate", "reversal": "Reversal", "jumble": "Jumble", "box_jumble": "Box Jumble",
-          "freeze": "Freeze"}
+TITLES = {
+    "contrast": "Contrast Noise",
+    "brightness": "Brightness Noise",
+    "grayscale": "Grayscale",
+    "gaussian_noise": "Gaussian Noise",
+    "blur": "Blur",
+    "jpeg": "JPEG",
+    "frame_drop": "Frame Drop",
+    "jitter": "Jitter",
+    "shot_noise_mkc": "Shot Noise",
+    "motion_blur_mkc": "Motion Blur (temporal)",
+    "rain": "Rain",
+    "fog": "Fog",
+    "contrast_mkc": "Contrast",
+    "brightness_mkc": "Brightness",
+    "saturate": "Saturate",
+    "bit_error": "Bit Error",
+    "packet_loss": "Packet Loss",
+    "h264_crf": "H.264 CRF",
+    "h265_crf": "H.265 CRF",
+    "frame_rate": "Frame Rate",
+    "gaussian_noise_sch": "Gaussian Noise",
+    "shot_noise_sch": "Shot Noise",
+    "impulse_noise": "Impulse Noise",
+    "speckle_noise": "Speckle Noise",
+    "defocus_blur": "Defocus Blur",
+    "motion_blur_sch": "Motion Blur",
+    "zoom_blur": "Zoom Blur",
+    "translate": "Translate",
+    "rotate": "Rotate",
+    "static_rotate": "Static Rotate",
+    "sampling": "Sampling Rate",
+    "reversal": "Reversal",
+    "jumble": "Jumble",
+    "box_jumble": "Box Jumble",
+    "freeze": "Freeze",
+}
 
 
 def corrupt(frames: np.ndarray, name: str, severity: int = 3, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ separability numbers, in the 2-D embedding and in the feature space itself:
 the silhouette score (cluster tightness against separation, -1..1) and the
 accuracy of a 5-nearest-neighbour classifier under 5-fold cross-validation.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def separability(features: np.ndarray, labels: np.ndarray, k: int = 5, folds: in
     x, y = np.asarray(features, dtype=np.float64), np.asarray(labels)
     counts = np.unique(y, return_counts=True)[1]
     if len(counts) < 2 or len(y) <= len(counts):
-        raise ArgumentError(f"separability needs 2+ classes and more points than classes, got {len(y)} points "
-                         f"in {len(counts)} classes")
+        raise ArgumentError(
+            f"separability needs 2+ classes and more points than classes, got {len(y)} points in {len(counts)} classes"
+        )
     if counts.min() >= 2:  # every fold sees every class when the smallest class allows
         cv = StratifiedKFold(min(folds, counts.min()), shuffle=True, random_state=0)
     else:
@@ -54,9 +56,16 @@ def separability(features: np.ndarray, labels: np.ndarray, k: int = 5, folds: in
     return {"silhouette": float(silhouette_score(x, y)), "knn_acc": float(knn)}
 
 
-def tsne_figure(runs: Sequence[Run | str | Path], out_path: str | Path, modality: str | None = None,
-                clips: int | None = None, perplexity: float = 30.0, seed: int = 0, batch_size: int = 8,
-                progress: bool = False) -> dict:
+def tsne_figure(
+    runs: Sequence[Run | str | Path],
+    out_path: str | Path,
+    modality: str | None = None,
+    clips: int | None = None,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict:
     """Side-by-side t-SNE of each run's test-set features, coloured by class.
 
     ``clips`` per video are averaged (default: the first run's ``eval.clips``).
@@ -79,13 +88,22 @@ def tsne_figure(runs: Sequence[Run | str | Path], out_path: str | Path, modality
         ok = pred["ok"].numpy()
         x, y = pred["features"].numpy()[ok], pred["labels"].numpy()[ok]
         emb = tsne(x, perplexity, seed)
-        entry = {"label": label, "run": str(run.path), "method": run.cfg.method, "modality": m, "videos": len(y),
-                 "feature_space": separability(x, y), "tsne": separability(emb, y)}
+        entry = {
+            "label": label,
+            "run": str(run.path),
+            "method": run.cfg.method,
+            "modality": m,
+            "videos": len(y),
+            "feature_space": separability(x, y),
+            "tsne": separability(emb, y),
+        }
         models.append(entry)
         for c in np.unique(y):
             ax.scatter(*emb[y == c].T, s=9, color=cmap(int(c) % cmap.N), label=names[c])
-        ax.set_title(f"{label}\nsilhouette {entry['tsne']['silhouette']:.2f}, "
-                     f"5-NN {entry['tsne']['knn_acc']:.0f}%", fontsize="medium")
+        ax.set_title(
+            f"{label}\nsilhouette {entry['tsne']['silhouette']:.2f}, 5-NN {entry['tsne']['knn_acc']:.0f}%",
+            fontsize="medium",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", markerscale=2)
@@ -98,11 +116,14 @@ def tsne_figure(runs: Sequence[Run | str | Path], out_path: str | Path, modality
 
 
 def separability_markdown(result: dict) -> str:
-    lines = ["| Model | silhouette (t-SNE) | 5-NN acc. (t-SNE) | silhouette (features) | 5-NN acc. (features) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| Model | silhouette (t-SNE) | 5-NN acc. (t-SNE) | silhouette (features) | 5-NN acc. (features) |",
+        "|---|---|---|---|---|",
+    ]
     for m in result["models"]:
         t, f = m["tsne"], m["feature_space"]
-        lines.append(f"| {m['label']} | {t['silhouette']:.3f} | {t['knn_acc']:.1f} | {f['silhouette']:.3f} "
-                     f"| {f['knn_acc']:.1f} |")
+        lines.append(
+            f"| {m['label']} | {t['silhouette']:.3f} | {t['knn_acc']:.1f} | {f['silhouette']:.3f} "
+            f"| {f['knn_acc']:.1f} |"
+        )
     return "\n".join(lines)
-

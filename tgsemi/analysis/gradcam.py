@@ -7,6 +7,7 @@ a single step for an 8-frame clip, so its map could not move with the action).
 A video is either a file / rawframe folder, or ``"test:K"``: the K-th video of
 the run's test list, read exactly as evaluation reads it (centre clip and crop).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +61,9 @@ def _gradients_from(net: nn.Module, layer: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def gradcam(net: nn.Module, clip: torch.Tensor, layer: str = DEFAULT_LAYER,
-            target: str | int = "pred") -> tuple[np.ndarray, int]:
+def gradcam(
+    net: nn.Module, clip: torch.Tensor, layer: str = DEFAULT_LAYER, target: str | int = "pred"
+) -> tuple[np.ndarray, int]:
     """Grad-CAM of one normalised clip ``(C, T, H, W)`` -> (map ``(T, H, W)`` in [0, 1], predicted class).
 
     ``target``: "pred" explains the predicted class, an int explains that class.
@@ -106,13 +108,23 @@ def load_clip(run: Run, video: str | Path) -> dict:
         ds = run.dataset("test")
         k = int(text[5:]) if text[5:].isdigit() else -1
         if not 0 <= k < len(ds):
-            raise TgsemiError(f"{text}: K must be a test video index, and the test list of {run.path} has "
-                              f"{len(ds)} videos (0..{len(ds) - 1})")
+            raise TgsemiError(
+                f"{text}: K must be a test video index, and the test list of {run.path} has "
+                f"{len(ds)} videos (0..{len(ds) - 1})"
+            )
         name = ds.samples[k].path
     else:
         path = Path(video)
-        ds = EvalDataset(path.parent, [Sample(path.name, -1)], d.clip_len, d.frame_interval, backend=d.backend,
-                         resize=d.resize, crop=d.crop, allow_outside_root=True)
+        ds = EvalDataset(
+            path.parent,
+            [Sample(path.name, -1)],
+            d.clip_len,
+            d.frame_interval,
+            backend=d.backend,
+            resize=d.resize,
+            crop=d.crop,
+            allow_outside_root=True,
+        )
         k, name = 0, str(path)
     item = ds[k]
     if not item["ok"]:
@@ -133,9 +145,15 @@ def _resolve_target(target: str | int, label: int, num_classes: int) -> str | in
     return k
 
 
-def gradcam_video(runs: Sequence[Run | str | Path], video: str | Path, out_dir: str | Path,
-                  layer: str = DEFAULT_LAYER, target: str | int = "pred",
-                  modalities: Sequence[str] | None = None, alpha: float = 0.5) -> dict[str, Path]:
+def gradcam_video(
+    runs: Sequence[Run | str | Path],
+    video: str | Path,
+    out_dir: str | Path,
+    layer: str = DEFAULT_LAYER,
+    target: str | int = "pred",
+    modalities: Sequence[str] | None = None,
+    alpha: float = 0.5,
+) -> dict[str, Path]:
     """Grad-CAM of every chosen network (default: every stream of every run) on one video.
 
     Writes ``gradcam_<video>.png`` (rows: the input RGB and TG frames, then one
@@ -156,8 +174,16 @@ def gradcam_video(runs: Sequence[Run | str | Path], video: str | Path, out_dir: 
         cam, pred = gradcam(run.net(modality), clip[modality], layer, tgt)
         verdict = "" if clip["label"] < 0 else (" (right)" if pred == clip["label"] else " (wrong)")
         rows.append((f"{label}\n{run.class_names[pred]}{verdict}", overlay(to_frames(clip["rgb"]), cam, alpha)))
-        meta.append({"label": label, "run": str(run.path), "modality": modality, "pred": pred,
-                     "pred_name": run.class_names[pred], "target": tgt})
+        meta.append(
+            {
+                "label": label,
+                "run": str(run.path),
+                "modality": modality,
+                "pred": pred,
+                "pred_name": run.class_names[pred],
+                "target": tgt,
+            }
+        )
     first = clips[views[0][0].path]
     rows = [("input RGB", to_frames(first["rgb"])), ("input TG", to_frames(first["tg"]))] + rows
     true = views[0][0].class_names[first["label"]] if first["label"] >= 0 else None
@@ -201,8 +227,9 @@ def _save_gif(rows: list[tuple[str, np.ndarray]], path: Path, tile: int = 192, m
     for i in range(t):
         tiles = []
         for name, frames in rows:
-            im = Image.fromarray(frames[i]).resize((tile, tile * frames.shape[1] // frames.shape[2]),
-                                                  Image.Resampling.NEAREST)
+            im = Image.fromarray(frames[i]).resize(
+                (tile, tile * frames.shape[1] // frames.shape[2]), Image.Resampling.NEAREST
+            )
             ImageDraw.Draw(im).text((3, 2), name, fill="white", stroke_width=2, stroke_fill="black")
             tiles.append(im)
         canvas = Image.new("RGB", (tile * len(tiles), max(im.height for im in tiles)))

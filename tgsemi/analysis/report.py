@@ -5,6 +5,7 @@ The verdicts are computed from the numbers in the report, never asserted: on a
 small test set or a short run they may well come out "does not hold", and the
 report says how many videos one percentage point is worth.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,21 +27,34 @@ from tgsemi.runs import Run
 log = logging.getLogger(__name__)
 
 
-def overfitting_table(runs: Sequence[Run | str | Path], clips: int = 1, batch_size: int = 8,
-                      progress: bool = False) -> dict:
+def overfitting_table(
+    runs: Sequence[Run | str | Path], clips: int = 1, batch_size: int = 8, progress: bool = False
+) -> dict:
     """Table 6: train and test top-1 and their gap for every network of every run
     (Baseline-RGB/TG from FixMatch runs, Ours-RGB = student, Ours-TG = teacher).
     Train accuracy is over the run's whole train split, scored like the test set."""
     runs = as_runs(runs)
-    views = sorted([(run, m) for run in runs for m in run.model.streams],
-                   key=lambda v: (STREAMS.index(v[1]), list(ROLES).index(v[0].cfg.method)))
+    views = sorted(
+        [(run, m) for run in runs for m in run.model.streams],
+        key=lambda v: (STREAMS.index(v[1]), list(ROLES).index(v[0].cfg.method)),
+    )
     train = predict_views(views, "train", clips, None, batch_size, progress)
     test = predict_views(views, "test", clips, None, batch_size, progress)
     rows = []
     for label, (run, m), tr, te in zip(labels(views), views, train, test):
         a, b = top1(tr), top1(te)
-        rows.append({"label": label, "run": str(run.path), "method": run.cfg.method, "modality": m,
-                     "train": a, "test": b, "gap": a - b, "test_videos": int(te["ok"].sum())})
+        rows.append(
+            {
+                "label": label,
+                "run": str(run.path),
+                "method": run.cfg.method,
+                "modality": m,
+                "train": a,
+                "test": b,
+                "gap": a - b,
+                "test_videos": int(te["ok"].sum()),
+            }
+        )
     return {"clips": clips, "rows": rows}
 
 
@@ -56,14 +70,18 @@ def _mean(entries: list[dict], method: str, modality: str, value: Callable[[dict
     return float(np.mean(vals)) if vals else None
 
 
-def _compare(claim: str, ours: float | None, base: float | None, lower_is_better: bool, what: str,
-             needs: str, one_video: float) -> dict:
+def _compare(
+    claim: str, ours: float | None, base: float | None, lower_is_better: bool, what: str, needs: str, one_video: float
+) -> dict:
     if ours is None or base is None:
         return {"claim": claim, "verdict": "not checked", "evidence": f"needs {needs}"}
     holds = ours < base if lower_is_better else ours > base
     noise = " (within two test videos: noise)" if abs(ours - base) <= 2 * one_video + 1e-9 else ""
-    return {"claim": claim, "verdict": "holds" if holds else "does not hold",
-            "evidence": f"{what}: ours {ours:.1f}, baseline {base:.1f}{noise}"}
+    return {
+        "claim": claim,
+        "verdict": "holds" if holds else "does not hold",
+        "evidence": f"{what}: ours {ours:.1f}, baseline {base:.1f}{noise}",
+    }
 
 
 def findings(robust: dict, overfit: dict, embed: dict) -> list[dict]:
@@ -73,24 +91,62 @@ def findings(robust: dict, overfit: dict, embed: dict) -> list[dict]:
     s = str(robust["severities"][0])
     one_video = 100 / min(r["test_videos"] for r in rows)
     both = "a fixmatch and a tg_fixmatch run"
-    out = [_compare("TG-FixMatch's RGB network is more accurate than FixMatch's",
-                    _mean(rows, "tg_fixmatch", "rgb", lambda r: r["test"]),
-                    _mean(rows, "fixmatch", "rgb", lambda r: r["test"]), False, "test top-1", both, one_video)]
+    out = [
+        _compare(
+            "TG-FixMatch's RGB network is more accurate than FixMatch's",
+            _mean(rows, "tg_fixmatch", "rgb", lambda r: r["test"]),
+            _mean(rows, "fixmatch", "rgb", lambda r: r["test"]),
+            False,
+            "test top-1",
+            both,
+            one_video,
+        )
+    ]
     if "grayscale" in robust["corruptions"]:
-        out.append(_compare("Ours-RGB loses less accuracy than Baseline-RGB under grayscale (Table 5)",
-                            _mean(models, "tg_fixmatch", "rgb", lambda m: m["clean"] - m["acc"]["grayscale"][s]),
-                            _mean(models, "fixmatch", "rgb", lambda m: m["clean"] - m["acc"]["grayscale"][s]),
-                            True, "top-1 drop (points)", both, one_video))
-    out.append(_smaller_drops("Ours-RGB loses less than Baseline-RGB under every corruption tested (Table 5)",
-                              models, robust["corruptions"], s, both))
+        out.append(
+            _compare(
+                "Ours-RGB loses less accuracy than Baseline-RGB under grayscale (Table 5)",
+                _mean(models, "tg_fixmatch", "rgb", lambda m: m["clean"] - m["acc"]["grayscale"][s]),
+                _mean(models, "fixmatch", "rgb", lambda m: m["clean"] - m["acc"]["grayscale"][s]),
+                True,
+                "top-1 drop (points)",
+                both,
+                one_video,
+            )
+        )
+    out.append(
+        _smaller_drops(
+            "Ours-RGB loses less than Baseline-RGB under every corruption tested (Table 5)",
+            models,
+            robust["corruptions"],
+            s,
+            both,
+        )
+    )
     temporal = [n for n in TEMPORAL if n in robust["corruptions"]]
     if temporal:  # the question motion-trained networks raise, which the paper did not measure
-        out.append(_smaller_drops("Ours-RGB loses less than Baseline-RGB when frames are reordered, dropped or "
-                                  "frozen (temporal corruptions; not in the paper)", models, temporal, s, both))
+        out.append(
+            _smaller_drops(
+                "Ours-RGB loses less than Baseline-RGB when frames are reordered, dropped or "
+                "frozen (temporal corruptions; not in the paper)",
+                models,
+                temporal,
+                s,
+                both,
+            )
+        )
     for m, needs in (("rgb", both), ("tg", "a fixmatch run with model.modality=tg and a tg_fixmatch run")):
-        out.append(_compare(f"The train/test gap of the {m.upper()} network is smaller for ours (Table 6)",
-                            _mean(rows, "tg_fixmatch", m, lambda r: r["gap"]),
-                            _mean(rows, "fixmatch", m, lambda r: r["gap"]), True, "gap (points)", needs, one_video))
+        out.append(
+            _compare(
+                f"The train/test gap of the {m.upper()} network is smaller for ours (Table 6)",
+                _mean(rows, "tg_fixmatch", m, lambda r: r["gap"]),
+                _mean(rows, "fixmatch", m, lambda r: r["gap"]),
+                True,
+                "gap (points)",
+                needs,
+                one_video,
+            )
+        )
     measures = [(space, key) for space in ("tsne", "feature_space") for key in ("silhouette", "knn_acc")]
     ours = [_mean(embed["models"], "tg_fixmatch", "rgb", lambda e: e[sp][k]) for sp, k in measures]
     base = [_mean(embed["models"], "fixmatch", "rgb", lambda e: e[sp][k]) for sp, k in measures]
@@ -100,21 +156,33 @@ def findings(robust: dict, overfit: dict, embed: dict) -> list[dict]:
     else:
         higher = sum(o > b for o, b in zip(ours, base))
         detail = ", ".join(f"{sp} {k} {o:.2f} vs {b:.2f}" for (sp, k), o, b in zip(measures, ours, base))
-        out.append({"claim": claim, "verdict": _tally(higher, len(measures)),
-                    "evidence": f"higher for ours in {higher} of {len(measures)} measures "
-                                f"(ours vs baseline: {detail})"})
+        out.append(
+            {
+                "claim": claim,
+                "verdict": _tally(higher, len(measures)),
+                "evidence": f"higher for ours in {higher} of {len(measures)} measures (ours vs baseline: {detail})",
+            }
+        )
     return out
 
 
 def _smaller_drops(claim: str, models: list[dict], names: Sequence[str], severity: str, needs: str) -> dict:
     """Under how many of ``names`` TG-FixMatch's RGB network drops less than FixMatch's."""
-    drops = {name: [_mean(models, method, "rgb", lambda m: m["clean"] - m["acc"][name][severity])
-                    for method in ("tg_fixmatch", "fixmatch")] for name in names}
+    drops = {
+        name: [
+            _mean(models, method, "rgb", lambda m: m["clean"] - m["acc"][name][severity])
+            for method in ("tg_fixmatch", "fixmatch")
+        ]
+        for name in names
+    }
     if any(o is None or b is None for o, b in drops.values()):
         return {"claim": claim, "verdict": "not checked", "evidence": f"needs {needs}"}
     fewer = [name for name, (o, b) in drops.items() if o < b]
-    return {"claim": claim, "verdict": _tally(len(fewer), len(drops)),
-            "evidence": f"smaller drop under {len(fewer)} of {len(drops)}: {', '.join(fewer) or 'none'}"}
+    return {
+        "claim": claim,
+        "verdict": _tally(len(fewer), len(drops)),
+        "evidence": f"smaller drop under {len(fewer)} of {len(drops)}: {', '.join(fewer) or 'none'}",
+    }
 
 
 def _tally(yes: int, total: int) -> str:
@@ -133,46 +201,28 @@ def _first_per_method(runs: list[Run]) -> list[Run]:
     return list(seen.values())
 
 
-def make_report(run_dirs: Sequence[Run | str | Path], out_dir: str | Path, accuracy: str | None = None,
-                title: str = "tgsemi analysis report", clips: int = 1, severity: int = 3,
-                corruptions: Sequence[str] | None = None, video: str = "test:0", layer: str = DEFAULT_LAYER,
-                batch_size: int = 8, progress: bool = False, suites: Sequence[str] | None = None) -> Path:
-    """Write ``out_dir/report.md`` with its tables, figures and JSON; returns its path.
-
-    ``accuracy``: a Markdown section body to lead with (the demo passes its
-    accuracy table). Everything else is evaluated here on ``clips`` clips per
-    video, centre crop, corruptions at one ``severity`` (the full sweep is
-    ``tgsemi robustness``): the ``suites`` of ``robustness.select`` (default
-    paper and extended), or the given ``corruptions``.
-    """
-    runs = as_runs(run_dirs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable, *args, **kw):
-        start = time.perf_counter()
-        result = fn(*args, **kw)
-        timings[name] = round(time.perf_counter() - start, 1)
-        log.info("report: %s took %.1f s", name, timings[name])
-        return result
-
-    robust = timed("robustness", rob.robustness, runs, corruptions, (severity,), None, clips, batch_size, progress,
-                   suites)
-    rob.save(robust, out)
-    overfit = timed("overfitting", overfitting_table, runs, clips, batch_size, progress)
-    shown = _first_per_method(runs)
-    cam = timed("gradcam", gradcam_video, shown, video, out, layer)
-    embed = timed("tsne", tsne_figure, shown, out / "tsne.png", clips=clips, batch_size=batch_size, progress=progress)
-    checks = findings(robust, overfit, embed)
-    n = min(r["test_videos"] for r in overfit["rows"])
-    (out / "analysis.json").write_text(json.dumps(
-        {"overfitting": overfit, "tsne": {k: v for k, v in embed.items() if k not in ("figure", "json")},
-         "findings": checks, "timings_s": timings}, indent=1))
+def _report_markdown(
+    title: str,
+    accuracy: str | None,
+    runs: list[Run],
+    checks: list[dict],
+    n: int,
+    robust: dict,
+    overfit: dict,
+    cam: dict,
+    embed: dict,
+    *,
+    clips: int,
+    severity: int,
+    video: str,
+    layer: str,
+) -> str:
+    """The text of ``report.md`` from the sections ``make_report`` computed."""
     seeds = max(sum(r.cfg.method == m for r in runs) for m in ROLES)
-    figures = "\n\n".join(f"![{rob.SUITE_TITLES[suite]}: severity curves]({name})"
-                           for suite, name in rob.figure_names(robust).items())
-    text = f"""# {title}
+    figures = "\n\n".join(
+        f"![{rob.SUITE_TITLES[suite]}: severity curves]({name})" for suite, name in rob.figure_names(robust).items()
+    )
+    return f"""# {title}
 
 ## Accuracy
 
@@ -219,6 +269,78 @@ Globally averaged backbone features of the whole test set (clips={embed["clips"]
 
 {separability_markdown(embed)}
 """
+
+
+def make_report(
+    run_dirs: Sequence[Run | str | Path],
+    out_dir: str | Path,
+    accuracy: str | None = None,
+    title: str = "tgsemi analysis report",
+    clips: int = 1,
+    severity: int = 3,
+    corruptions: Sequence[str] | None = None,
+    video: str = "test:0",
+    layer: str = DEFAULT_LAYER,
+    batch_size: int = 8,
+    progress: bool = False,
+    suites: Sequence[str] | None = None,
+) -> Path:
+    """Write ``out_dir/report.md`` with its tables, figures and JSON; returns its path.
+
+    ``accuracy``: a Markdown section body to lead with (the demo passes its
+    accuracy table). Everything else is evaluated here on ``clips`` clips per
+    video, centre crop, corruptions at one ``severity`` (the full sweep is
+    ``tgsemi robustness``): the ``suites`` of ``robustness.select`` (default
+    paper and extended), or the given ``corruptions``.
+    """
+    runs = as_runs(run_dirs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable, *args, **kw):
+        start = time.perf_counter()
+        result = fn(*args, **kw)
+        timings[name] = round(time.perf_counter() - start, 1)
+        log.info("report: %s took %.1f s", name, timings[name])
+        return result
+
+    robust = timed(
+        "robustness", rob.robustness, runs, corruptions, (severity,), None, clips, batch_size, progress, suites
+    )
+    rob.save(robust, out)
+    overfit = timed("overfitting", overfitting_table, runs, clips, batch_size, progress)
+    shown = _first_per_method(runs)
+    cam = timed("gradcam", gradcam_video, shown, video, out, layer)
+    embed = timed("tsne", tsne_figure, shown, out / "tsne.png", clips=clips, batch_size=batch_size, progress=progress)
+    checks = findings(robust, overfit, embed)
+    n = min(r["test_videos"] for r in overfit["rows"])
+    (out / "analysis.json").write_text(
+        json.dumps(
+            {
+                "overfitting": overfit,
+                "tsne": {k: v for k, v in embed.items() if k not in ("figure", "json")},
+                "findings": checks,
+                "timings_s": timings,
+            },
+            indent=1,
+        )
+    )
+    text = _report_markdown(
+        title,
+        accuracy,
+        runs,
+        checks,
+        n,
+        robust,
+        overfit,
+        cam,
+        embed,
+        clips=clips,
+        severity=severity,
+        video=video,
+        layer=layer,
+    )
     path = out / "report.md"
     path.write_text(text)
     return path

@@ -8,6 +8,7 @@ top-1 (Yi et al.). The relative robustness of a corruption is
 1 - (clean - corrupted) / clean (Schiappa et al.), averaged over severities;
 averaged over a suite it equals rPC / 100, shown too since each source names its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ from tgsemi.errors import TgsemiError
 from tgsemi.runs import Run
 
 DEFAULT_SUITES = ("paper", "extended")  # tgsemi's original eight corruptions
-SUITE_TITLES = {"paper": "Paper (Table 5)", "extended": "tgsemi extended", "mini-kinetics-c": "Mini Kinetics-C",
-                "schiappa": "Schiappa et al.", "selected": "Selected corruptions"}
+SUITE_TITLES = {
+    "paper": "Paper (Table 5)",
+    "extended": "tgsemi extended",
+    "mini-kinetics-c": "Mini Kinetics-C",
+    "schiappa": "Schiappa et al.",
+    "selected": "Selected corruptions",
+}
 
 
 def select(suites: Sequence[str] | None = None, corruptions: Sequence[str] | None = None) -> dict[str, list[str]]:
@@ -45,10 +51,17 @@ def select(suites: Sequence[str] | None = None, corruptions: Sequence[str] | Non
     return {s: list(SUITES[s]) for s in dict.fromkeys(names)}
 
 
-def robustness(runs: Sequence[Run | str | Path], corruptions: Sequence[str] | None = None,
-               severities: Sequence[int] = (3,), modality: str | None = None, clips: int = 1,
-               batch_size: int = 8, progress: bool = False, suites: Sequence[str] | None = None,
-               threads: int | None = None) -> dict:
+def robustness(
+    runs: Sequence[Run | str | Path],
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (3,),
+    modality: str | None = None,
+    clips: int = 1,
+    batch_size: int = 8,
+    progress: bool = False,
+    suites: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> dict:
     """Test top-1 of each run's network, clean and under each corruption and severity.
 
     Accuracies are keyed ``acc[corruption][str(severity)]`` (string keys, so the
@@ -59,12 +72,14 @@ def robustness(runs: Sequence[Run | str | Path], corruptions: Sequence[str] | No
     """
     groups = select(suites, corruptions)
     names = list(dict.fromkeys(n for group in groups.values() for n in group))
-    if not severities or (bad := [s for s in severities if s not in SEVERITIES]):
+    if not severities or any(s not in SEVERITIES for s in severities):
         raise TgsemiError(f"severities must be some of {list(SEVERITIES)}, got {list(severities)}")
     views = views_of(as_runs(runs), modality)
     severities = list(severities)
-    models = [{"label": lab, "run": str(run.path), "method": run.cfg.method, "modality": m, "acc": {}}
-              for lab, (run, m) in zip(labels(views), views)]
+    models = [
+        {"label": lab, "run": str(run.path), "method": run.cfg.method, "modality": m, "acc": {}}
+        for lab, (run, m) in zip(labels(views), views)
+    ]
     conditions = [(None, None)] + [(n, s) for n in names for s in (severities[:1] if n in NO_SEVERITY else severities)]
     for name, s in tqdm(conditions, desc="robustness", disable=not progress):
         f = None if name is None else partial(corrupt, name=name, severity=s)
@@ -74,8 +89,14 @@ def robustness(runs: Sequence[Run | str | Path], corruptions: Sequence[str] | No
             else:  # a corruption without severity is listed under every severity
                 levels = severities if name in NO_SEVERITY else [s]
                 model["acc"].setdefault(name, {}).update(dict.fromkeys(map(str, levels), top1(pred)))
-    result = {"split": "test", "clips": clips, "severities": severities, "suites": groups, "corruptions": names,
-              "models": models}
+    result = {
+        "split": "test",
+        "clips": clips,
+        "severities": severities,
+        "suites": groups,
+        "corruptions": names,
+        "models": models,
+    }
     for model in models:
         model["summary"] = summarize(model, result)
     return result
@@ -98,8 +119,11 @@ def summarize(model: dict, result: dict) -> dict[str, dict[str, float | None]]:
         accs = [mean_accuracy(model, n, result["severities"]) for n in names]
         mpc = float(np.mean(accs))
         rel = [_ratio(a, model["clean"]) for a in accs]
-        out[suite] = {"mPC": mpc, "rPC": None if (r := _ratio(mpc, model["clean"])) is None else 100 * r,
-                      "relative_robustness": None if None in rel else float(np.mean(rel))}
+        out[suite] = {
+            "mPC": mpc,
+            "rPC": None if (r := _ratio(mpc, model["clean"])) is None else 100 * r,
+            "relative_robustness": None if None in rel else float(np.mean(rel)),
+        }
     return out
 
 
@@ -108,8 +132,11 @@ def _cell(acc: float, clean: float) -> str:
 
 
 def _table(models: list[dict], rows: list[tuple[str, list[str]]]) -> str:
-    lines = ["| Corruption | " + " | ".join(m["label"] for m in models) + " |", "|---" * (len(models) + 1) + "|",
-             "| No Corruption | " + " | ".join(f"{m['clean']:.1f}" for m in models) + " |"]
+    lines = [
+        "| Corruption | " + " | ".join(m["label"] for m in models) + " |",
+        "|---" * (len(models) + 1) + "|",
+        "| No Corruption | " + " | ".join(f"{m['clean']:.1f}" for m in models) + " |",
+    ]
     return "\n".join(lines + [f"| {title} | " + " | ".join(cells) + " |" for title, cells in rows])
 
 
@@ -134,17 +161,24 @@ def suite_markdown(result: dict, suite: str) -> str:
     mPC, rPC and the mean relative robustness of every model."""
     models, sev = result["models"], result["severities"]
     rows = [(TITLES[n], [_cell(mean_accuracy(m, n, sev), m["clean"]) for m in models]) for n in result["suites"][suite]]
-    rows += [(title, [_fmt(m["summary"][suite][key], spec) for m in models])
-             for title, key, spec in (("**mPC**", "mPC", ".1f"), ("**rPC** (%)", "rPC", ".1f"),
-                                      ("**Rel. robustness**", "relative_robustness", ".3f"))]
+    rows += [
+        (title, [_fmt(m["summary"][suite][key], spec) for m in models])
+        for title, key, spec in (
+            ("**mPC**", "mPC", ".1f"),
+            ("**rPC** (%)", "rPC", ".1f"),
+            ("**Rel. robustness**", "relative_robustness", ".3f"),
+        )
+    ]
     return _table(models, rows)
 
 
 def markdown(result: dict) -> str:
     """Every suite's table under its title, with the severities they average."""
     sev = ", ".join(map(str, result["severities"]))
-    return "\n\n".join(f"### {SUITE_TITLES[s]}\n\nSeverities {sev}; top-1 (change from clean).\n\n"
-                       f"{suite_markdown(result, s)}" for s in result["suites"])
+    return "\n\n".join(
+        f"### {SUITE_TITLES[s]}\n\nSeverities {sev}; top-1 (change from clean).\n\n{suite_markdown(result, s)}"
+        for s in result["suites"]
+    )
 
 
 def plot_severity_curves(result: dict, path: str | Path, names: Sequence[str] | None = None) -> Path:
@@ -159,13 +193,14 @@ def plot_severity_curves(result: dict, path: str | Path, names: Sequence[str] | 
     x = [0, *result["severities"]]
     for ax, name in zip(axes, names):
         for m in result["models"]:
-            ax.plot(x, [m["clean"], *(m["acc"][name][str(s)] for s in result["severities"])], marker="o",
-                    label=m["label"])
+            ax.plot(
+                x, [m["clean"], *(m["acc"][name][str(s)] for s in result["severities"])], marker="o", label=m["label"]
+            )
         ax.set_title(TITLES[name] + (" (no severity)" if name in NO_SEVERITY else ""))
         ax.set_xticks(x)
         ax.set_xlabel("severity (0 = clean)")
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("top-1 (%)")
     axes[0].legend(fontsize="small")
@@ -188,6 +223,8 @@ def save(result: dict, out_dir: str | Path, stem: str = "robustness") -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (out / f"{stem}.md").write_text(f"{markdown(result)}\n\n### Every severity\n\n{table_markdown(result)}\n")
-    figures = {f"figure_{s}": plot_severity_curves(result, out / name, result["suites"][s])
-               for s, name in figure_names(result, stem).items()}
+    figures = {
+        f"figure_{s}": plot_severity_curves(result, out / name, result["suites"][s])
+        for s, name in figure_names(result, stem).items()
+    }
     return {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md", **figures}

@@ -6,6 +6,7 @@ and rejects every malformed line with an `AnnotationError` naming the file, the
 line and the layout that was expected, so that a broken list fails at start-up
 instead of as a shape error deep in a training run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,6 +59,7 @@ class PathOutsideRootError(AnnotationError):
 
 # --- reading text ---------------------------------------------------------------
 
+
 def _show(text: str) -> str:
     return repr(text if len(text) <= _SHOW else text[:_SHOW] + "...")
 
@@ -103,12 +105,17 @@ def _rows(file: Path, lines: list[Line], layouts: Mapping[int, str]) -> tuple[in
         raise AnnotationError(file, first_n, f"expected {expected}, got {_show(first_line)}")
     for n, line, cols in rows:
         if len(cols) != width:
-            raise AnnotationError(file, n, f"expected {layouts[width]} like the first entry (line {first_n}), "
-                                           f"got {len(cols)} columns: {_show(line)}")
+            raise AnnotationError(
+                file,
+                n,
+                f"expected {layouts[width]} like the first entry (line {first_n}), "
+                f"got {len(cols)} columns: {_show(line)}",
+            )
     return width, rows
 
 
 # --- class indices ----------------------------------------------------------------
+
 
 def read_class_index(path: str | os.PathLike) -> dict[str, int]:
     """Class name -> 0-based index from UCF-101's classInd.txt ('1 ApplyEyeMakeup',
@@ -148,10 +155,13 @@ def _class_lookup(class_index: ClassIndex | None) -> dict[str, int] | None:
 
 # --- the layouts ----------------------------------------------------------------------
 
+
 def _read_mmaction(file: Path, lines: list[Line], fmt: ListFormat | None) -> AnnotationList:
     """MMAction2 lists: 'path label' (videos) or 'path total_frames label' (rawframes)."""
-    layouts = {2: "'path label' with a non-negative integer label",
-               3: "'path total_frames label' with non-negative integer total_frames and label"}
+    layouts = {
+        2: "'path label' with a non-negative integer label",
+        3: "'path total_frames label' with non-negative integer total_frames and label",
+    }
     if fmt is not None:
         layouts = {k: v for k, v in layouts.items() if (k == 3) == (fmt == "rawframes")}
     width, rows = _rows(file, lines, layouts)
@@ -177,11 +187,13 @@ def _read_ucf101(file: Path, lines: list[Line], class_index: ClassIndex | None) 
     learned = classes is None
     # case-insensitive: copies of UCF-101 differ in the case of a few names (HandstandPushups)
     by_folder = {name.lower(): i for name, i in (classes or {}).items()}
-    width, rows = _rows(file, lines, {2: "'Class/video.avi label' with a 1-based integer label",
-                                      1: "'Class/video.avi'"})
+    width, rows = _rows(
+        file, lines, {2: "'Class/video.avi label' with a 1-based integer label", 1: "'Class/video.avi'"}
+    )
     if width == 1 and learned:
-        raise AnnotationError(file, None, "a UCF-101 testlist has no labels: pass class_index "
-                                          "or put classInd.txt beside it")
+        raise AnnotationError(
+            file, None, "a UCF-101 testlist has no labels: pass class_index or put classInd.txt beside it"
+        )
     samples = []
     for n, line, cols in rows:
         path = _check_path(file, n, cols[0])
@@ -189,18 +201,28 @@ def _read_ucf101(file: Path, lines: list[Line], class_index: ClassIndex | None) 
         if width == 2:
             label = _nonneg_int(cols[1])
             if label is None or label < 1:
-                raise AnnotationError(file, n, f"expected 'Class/video.avi label' with a 1-based integer label, "
-                                               f"got {_show(line)}")
+                raise AnnotationError(
+                    file, n, f"expected 'Class/video.avi label' with a 1-based integer label, got {_show(line)}"
+                )
             if learned and label - 1 not in by_folder.values():
                 by_folder.setdefault(folder.lower(), label - 1)
         expected = by_folder.get(folder.lower())
         if expected is None:
-            raise AnnotationError(file, n, f"class folder {folder!r} is not in the class index"
-                                  if not learned else f"label {label} is already used by another class folder")
+            raise AnnotationError(
+                file,
+                n,
+                f"class folder {folder!r} is not in the class index"
+                if not learned
+                else f"label {label} is already used by another class folder",
+            )
         if width == 2 and expected != label - 1:
             source = "an earlier line" if learned else "the class index"
-            raise AnnotationError(file, n, f"label {label} (1-based) disagrees with class {expected + 1} that {source} "
-                                           f"gives folder {folder!r}; if this list is 0-based, read it with fmt='video'")
+            raise AnnotationError(
+                file,
+                n,
+                f"label {label} (1-based) disagrees with class {expected + 1} that {source} "
+                f"gives folder {folder!r}; if this list is 0-based, read it with fmt='video'",
+            )
         samples.append(Sample(path, expected))
     return AnnotationList(samples, "ucf101")
 
@@ -224,8 +246,9 @@ def _read_hmdb51(folder: Path, split: int, subset: str, class_index: ClassIndex 
         _, rows = _rows(file, _read_lines(file), {2: "'video.avi id' with id 0 (unused), 1 (train) or 2 (test)"})
         for n, line, (video, flag) in rows:
             if flag not in _HMDB_SUBSETS:
-                raise AnnotationError(file, n, f"expected 'video.avi id' with id 0 (unused), 1 (train) or 2 (test), "
-                                               f"got {_show(line)}")
+                raise AnnotationError(
+                    file, n, f"expected 'video.avi id' with id 0 (unused), 1 (train) or 2 (test), got {_show(line)}"
+                )
             if _HMDB_SUBSETS[flag] == subset:
                 samples.append(Sample(_check_path(file, n, f"{name}/{video}"), classes[name]))
     return AnnotationList(samples, "video")
@@ -248,8 +271,11 @@ def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None
     (header_n, header_line, header), rows = parsed[0], parsed[1:]
     needed = {"youtube_id", "time_start", "time_end", "split"}
     if not needed <= set(header):
-        raise AnnotationError(file, header_n, f"expected a header with columns label (optional), "
-                                              f"{', '.join(sorted(needed))}, got {_show(header_line)}")
+        raise AnnotationError(
+            file,
+            header_n,
+            f"expected a header with columns label (optional), {', '.join(sorted(needed))}, got {_show(header_line)}",
+        )
     col = {name: i for i, name in enumerate(header)}
     has_label = "label" in col
     classes = _class_lookup(class_index)
@@ -259,13 +285,18 @@ def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None
     samples = []
     for n, line, row in rows:
         if len(row) != len(header):
-            raise AnnotationError(file, n, f"expected {len(header)} comma-separated fields like the header, "
-                                           f"got {len(row)}: {_show(line)}")
+            raise AnnotationError(
+                file, n, f"expected {len(header)} comma-separated fields like the header, got {len(row)}: {_show(line)}"
+            )
         start, end = _nonneg_int(row[col["time_start"]]), _nonneg_int(row[col["time_end"]])
         video_id, split = row[col["youtube_id"]], row[col["split"]]
         if start is None or end is None or not video_id or not split:
-            raise AnnotationError(file, n, f"expected a non-empty youtube_id and split and non-negative integer "
-                                           f"time_start and time_end, got {_show(line)}")
+            raise AnnotationError(
+                file,
+                n,
+                f"expected a non-empty youtube_id and split and non-negative integer "
+                f"time_start and time_end, got {_show(line)}",
+            )
         label = -1
         if has_label:
             if row[col["label"]] not in classes:
@@ -277,8 +308,14 @@ def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None
     return AnnotationList(samples, "video")
 
 
-def read_list(path: str | os.PathLike, fmt: ReadFormat = "auto", class_index: ClassIndex | None = None,
-              *, split: int = 1, subset: Literal["train", "test", "unused"] = "train") -> AnnotationList:
+def read_list(
+    path: str | os.PathLike,
+    fmt: ReadFormat = "auto",
+    class_index: ClassIndex | None = None,
+    *,
+    split: int = 1,
+    subset: Literal["train", "test", "unused"] = "train",
+) -> AnnotationList:
     """Read any supported annotation list into `Sample`s with 0-based labels.
 
     `fmt="auto"` decides by name, then content: a folder is an HMDB-51 split
@@ -334,19 +371,25 @@ def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListForm
 
 # --- files on disk ----------------------------------------------------------------------
 
+
 def resolve_path(root: str | os.PathLike, rel: str, allow_outside: bool = False) -> Path:
     """`root / rel`, refusing paths that climb out of the data root ('../x',
     absolute paths elsewhere) so a shared list cannot read arbitrary files."""
     base = os.path.abspath(root)
     full = os.path.normpath(os.path.join(base, rel))
     if not allow_outside and os.path.commonpath([base, full]) != base:
-        raise PathOutsideRootError(rel, None, f"resolves outside the data root {base} "
-                                              f"(set allow_outside_root to permit this)")
+        raise PathOutsideRootError(
+            rel, None, f"resolves outside the data root {base} (set allow_outside_root to permit this)"
+        )
     return Path(root) / rel
 
 
-def check_exists(root: str | os.PathLike, samples: Sequence[Sample], on_missing: Literal["error", "skip"] = "error",
-                 allow_outside: bool = False) -> list[Sample]:
+def check_exists(
+    root: str | os.PathLike,
+    samples: Sequence[Sample],
+    on_missing: Literal["error", "skip"] = "error",
+    allow_outside: bool = False,
+) -> list[Sample]:
     """The samples whose file or frame folder exists under `root`; missing ones
     raise `MissingFilesError` (or, with on_missing="skip", are dropped with a warning)."""
     if on_missing not in ("error", "skip"):
@@ -355,8 +398,9 @@ def check_exists(root: str | os.PathLike, samples: Sequence[Sample], on_missing:
     for s in samples:
         (present if os.path.exists(resolve_path(root, s.path, allow_outside)) else missing).append(s)
     if missing:
-        message = (f"{len(missing)} of {len(samples)} listed files are missing under {root}, e.g. "
-                   + ", ".join(s.path for s in missing[:5]))
+        message = f"{len(missing)} of {len(samples)} listed files are missing under {root}, e.g. " + ", ".join(
+            s.path for s in missing[:5]
+        )
         if on_missing == "error":
             raise MissingFilesError(message)
         log.warning("%s; skipping them", message)

@@ -6,6 +6,7 @@ run, recorded in an append-only JSON-lines file shared by all DataLoader workers
 (of every epoch) and by resumed processes, and the run stops when their share of
 the files seen exceeds the configured limit.
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -8,6 +8,7 @@ Each clip keeps a draw of its own (op pair, signs, cutout centre) for all its fr
 computes what ``apply_reference_op`` computes on that clip (tests/test_transforms.py measures how
 closely).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,16 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from tgsemi.data.transforms import (CUTOUT_FILL, GEOMETRIC_OPS, REFERENCE_OPS, ReferenceStrongAug, apply_reference_op,
-                                    normalize, reference_affine, reference_cutout_box)
+from tgsemi.data.transforms import (
+    CUTOUT_FILL,
+    GEOMETRIC_OPS,
+    REFERENCE_OPS,
+    ReferenceStrongAug,
+    apply_reference_op,
+    normalize,
+    reference_affine,
+    reference_cutout_box,
+)
 
 STREAMS = ("rgb", "tg")  # a stream's place here keys its generator, whichever streams train
 
@@ -37,8 +46,9 @@ class BatchReferenceStrongAug:
     ``torch.Generator`` handed in. Drawing on the CPU keeps the draws the same on every device
     and leaves the global RNG alone."""
 
-    def __init__(self, level: float = 0.9, fill: int = 0, ops: Sequence[str] | None = None,
-                 clips_per_pass: int | None = None):
+    def __init__(
+        self, level: float = 0.9, fill: int = 0, ops: Sequence[str] | None = None, clips_per_pass: int | None = None
+    ):
         """``clips_per_pass``: how many clips one op call processes; None: the whole batch on an
         accelerator, one clip on the CPU, where a clip's float intermediates stay in cache (one pass
         over 8 clips of 8x112x112 ran 1.5x (grid_sample) to 8x (EnhanceBrightness) slower there
@@ -69,13 +79,13 @@ class BatchReferenceStrongAug:
         size = self.clips_per_pass or (1 if clips.device.type == "cpu" else len(clips))
         for slot in range(draws.ops.shape[1]):
             rows = [i for i, row in enumerate(ops) if REFERENCE_OPS[row[slot]] in GEOMETRIC_OPS]
-            for part in (rows[i:i + size] for i in range(0, len(rows), size)):
+            for part in (rows[i : i + size] for i in range(0, len(rows), size)):
                 moves = [reference_affine(REFERENCE_OPS[ops[i][slot]], self.level, signs[i][slot], h, w) for i in part]
                 _put(out, part, self._resample(_take(out, part), _grid_theta(moves, h, w)))
         for name in (name for name in self.ops if name not in GEOMETRIC_OPS):
             op = REFERENCE_OPS.index(name)
             rows = [i for i, row in enumerate(ops) if op in row]
-            for part in (rows[i:i + size] for i in range(0, len(rows), size)):
+            for part in (rows[i : i + size] for i in range(0, len(rows), size)):
                 if name == "Cutout":
                     boxes = [reference_cutout_box(self.level, centres[i][ops[i].index(op)], h, w) for i in part]
                     _put(out, part, _cutout(_take(out, part), boxes))
@@ -154,8 +164,9 @@ class StrongViews:
     strong views of ``streams`` on the training device, as ``UnlabeledDataset`` builds per item
     with ``strong_on=item`` (RGB fills with 0, TG with ``tg_fill`` and draws from ``tg_ops``)."""
 
-    def __init__(self, streams: Sequence[str], level: float, tg_fill: int, tg_ops: Sequence[str] | None,
-                 seed: int, rank: int = 0):
+    def __init__(
+        self, streams: Sequence[str], level: float, tg_fill: int, tg_ops: Sequence[str] | None, seed: int, rank: int = 0
+    ):
         augs = {"rgb": BatchReferenceStrongAug(level), "tg": BatchReferenceStrongAug(level, tg_fill, tg_ops)}
         self.augs = {s: augs[s] for s in streams}
         self.seed, self.rank = seed, rank

@@ -1,4 +1,5 @@
 """From a run's data config to its three sample lists: labeled, unlabeled, test."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read the train/test lists under ``cfg.root`` (UCF-101 layout by default),
     drop or refuse missing files, and draw the labeled subset deterministically."""
     root = Path(cfg.root)
+
     def present(samples: list[Sample]) -> list[Sample]:
         return check_exists(root, samples, cfg.on_missing, allow_outside=cfg.allow_outside_root)
 
@@ -48,7 +50,11 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
         unlabeled = train if cfg.unlabeled == "all" else [s for s in train if s not in chosen]
     else:
         labeled, unlabeled = make_split(
-            train, fraction=None if cfg.per_class else cfg.labeled_fraction, per_class=cfg.per_class,
-            strategy=cfg.split_strategy, seed=seed, unlabeled=cfg.unlabeled,
+            train,
+            fraction=None if cfg.per_class else cfg.labeled_fraction,
+            per_class=cfg.per_class,
+            strategy=cfg.split_strategy,
+            seed=seed,
+            unlabeled=cfg.unlabeled,
         )
     return Splits(_class_names(root, train + test), labeled, unlabeled, test, train)

@@ -5,6 +5,7 @@ per-item seed handed in by the sampler with the index, not from worker state:
 the same (seed, epoch, position) gives the same clip whatever the number of
 DataLoader workers, which is what makes an interrupted run resume exactly.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -28,9 +29,14 @@ from tgsemi.tg import temporal_gradient
 MAX_REPLACEMENTS = 50
 
 
-def load_rgb_tg(path: Path, indices: np.ndarray | Callable[[int], np.ndarray], backend: str | None = None,
-                corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
-                short_side: int | None = None, cache: FrameCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_rgb_tg(
+    path: Path,
+    indices: np.ndarray | Callable[[int], np.ndarray],
+    backend: str | None = None,
+    corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
+    short_side: int | None = None,
+    cache: FrameCache | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames at ``indices`` and their TG (frame i minus raw frame i+1).
 
     Decodes the union of ``{i, i+1}`` in one pass (or takes it from ``cache``);
@@ -104,8 +110,17 @@ class EpochSampler(Sampler):
     """Yields ``(index, item_seed)``: a seeded permutation per epoch, sharded
     over ranks, resumable at any position within the epoch."""
 
-    def __init__(self, n: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1, stream: int = 0):
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        epoch: int = 0,
+        start: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        stream: int = 0,
+    ):
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
         self.shuffle, self.rank, self.world_size, self.stream = shuffle, rank, world_size, stream
 
@@ -125,9 +140,18 @@ class _ClipDataset(Dataset):
     """Shared loading: resolve the path, sample indices, decode, TG, and replace
     an undecodable video by another one (logged once, counted)."""
 
-    def __init__(self, root: str | Path, samples: Sequence[Sample], clip_len: int, frame_interval: int,
-                 backend: str | None = None, bad: BadInputs | None = None, allow_outside_root: bool = False,
-                 resize: int | None = None, cache: FrameCache | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        samples: Sequence[Sample],
+        clip_len: int,
+        frame_interval: int,
+        backend: str | None = None,
+        bad: BadInputs | None = None,
+        allow_outside_root: bool = False,
+        resize: int | None = None,
+        cache: FrameCache | None = None,
+    ):
         self.root = Path(root)
         self.samples = list(samples)
         self.clip_len, self.frame_interval, self.backend, self.resize = clip_len, frame_interval, backend, resize
@@ -137,8 +161,13 @@ class _ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _frames(self, i: int, rng: np.random.Generator | None, num_clips: int,
-                corrupt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _frames(
+        self,
+        i: int,
+        rng: np.random.Generator | None,
+        num_clips: int,
+        corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         path, listed = self.paths[i], self.samples[i].total_frames
 
         def clip_indices(total: int) -> np.ndarray:
@@ -149,8 +178,9 @@ class _ClipDataset(Dataset):
         # Without a listed count the sampler runs on the count of the file opened for
         # the frames: one open per item. With one it draws first, so that a file that
         # fails to open leaves ``rng`` where it always did for the replacement draw.
-        return load_rgb_tg(path, clip_indices(listed) if listed else clip_indices, self.backend, corrupt,
-                           self.resize, self.cache)
+        return load_rgb_tg(
+            path, clip_indices(listed) if listed else clip_indices, self.backend, corrupt, self.resize, self.cache
+        )
 
     def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
         for _ in range(MAX_REPLACEMENTS):
@@ -164,7 +194,9 @@ class _ClipDataset(Dataset):
                 reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
                 self.bad.record(str(self.paths[i]), reason)
                 i = int(rng.integers(len(self)))
-        raise TooManyBadInputsError(f"{MAX_REPLACEMENTS} replacement videos in a row failed to decode under {self.root}")
+        raise TooManyBadInputsError(
+            f"{MAX_REPLACEMENTS} replacement videos in a row failed to decode under {self.root}"
+        )
 
     @intra_op_threads(1)
     def __getitem__(self, key: tuple[int, int]) -> dict:
@@ -182,8 +214,7 @@ class _ClipDataset(Dataset):
 class LabeledDataset(_ClipDataset):
     """``{"rgb", "tg", "label"}``: one weakly augmented clip per video."""
 
-    def __init__(self, *args, resize: int = 128, crop: int = 112, crop_area: tuple[float, float] = (0.08, 1.0),
-                 **kw):
+    def __init__(self, *args, resize: int = 128, crop: int = 112, crop_area: tuple[float, float] = (0.08, 1.0), **kw):
         super().__init__(*args, resize=resize, **kw)
         self.weak = WeakAug(resize, crop, crop_area)
 
@@ -192,8 +223,9 @@ class LabeledDataset(_ClipDataset):
         return {"rgb": normalize(rgb), "tg": normalize(tg), "label": label}
 
 
-def strong_augmentation(kind: str, level: float, fill: int, ops: Sequence[str] | None = None
-                        ) -> Callable[[torch.Tensor], torch.Tensor]:
+def strong_augmentation(
+    kind: str, level: float, fill: int, ops: Sequence[str] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``reference``: the authors' 2 of 15 ops at ``level``; ``randaugment``: torchvision's
     RandAugment(2, 9) plus a cutout."""
     if kind == "reference":
@@ -213,8 +245,16 @@ class UnlabeledDataset(LabeledDataset):
     an item is then its uint8 ``(T, C, H, W)`` weak views ``rgb_w``, ``tg_w`` and the label.
     """
 
-    def __init__(self, *args, strong_aug: str = "randaugment", strong_level: float = 0.9, tg_fill: int = 127,
-                 strong_ops_tg: Sequence[str] | None = None, strong_on: str = "item", **kw):
+    def __init__(
+        self,
+        *args,
+        strong_aug: str = "randaugment",
+        strong_level: float = 0.9,
+        tg_fill: int = 127,
+        strong_ops_tg: Sequence[str] | None = None,
+        strong_on: str = "item",
+        **kw,
+    ):
         super().__init__(*args, **kw)
         self.strong_on = strong_on
         self.strong = strong_augmentation(strong_aug, strong_level, fill=0)
@@ -225,8 +265,10 @@ class UnlabeledDataset(LabeledDataset):
         if self.strong_on == "batch":
             return {"rgb_w": rgb, "tg_w": tg, "label": label}
         return {
-            "rgb_w": normalize(rgb), "tg_w": normalize(tg),
-            "rgb_s": normalize(self.strong(rgb)), "tg_s": normalize(self.strong_tg(tg)),
+            "rgb_w": normalize(rgb),
+            "tg_w": normalize(tg),
+            "rgb_s": normalize(self.strong(rgb)),
+            "tg_s": normalize(self.strong_tg(tg)),
             "label": label,
         }
 
@@ -235,8 +277,16 @@ class EvalDataset(_ClipDataset):
     """``(clips * crops, C, T, H, W)`` stacks; a video that cannot be decoded is
     returned with ``ok=False`` so evaluation can count it instead of dropping it."""
 
-    def __init__(self, *args, num_clips: int = 1, num_crops: int = 1, resize: int = 128, crop: int = 112,
-                 corruption: Callable[..., np.ndarray] | None = None, **kw):
+    def __init__(
+        self,
+        *args,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        resize: int = 128,
+        crop: int = 112,
+        corruption: Callable[..., np.ndarray] | None = None,
+        **kw,
+    ):
         kw.setdefault("bad", BadInputs(max_fraction=1.0))  # evaluating alone: report failures, never stop
         super().__init__(*args, resize=resize, **kw)
         self.num_clips, self.num_crops, self.crop = num_clips, num_crops, crop

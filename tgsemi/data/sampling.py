@@ -4,6 +4,7 @@ Every index ``i`` returned here has ``i + 1 < num_frames`` so that the temporal
 gradient, which needs the *next raw frame*, is always defined. Videos shorter
 than a clip loop over their frames instead of failing.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ balanced) and `per-class` (exactly K clips per class: the "1%" protocol of MvPL,
 CMPL and SVFormer). The unlabeled pool is the whole train list by default, as in
 the paper, or the complement of the labeled subset.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,9 +53,15 @@ def _stratified_counts(sizes: Sequence[int], n: int) -> list[int]:
     return counts
 
 
-def make_split(samples: Sequence[Sample], fraction: float | None = None, count: int | None = None,
-               per_class: int | None = None, strategy: Strategy = "stratified", seed: int = 0,
-               unlabeled: Unlabeled = "all") -> tuple[list[Sample], list[Sample]]:
+def make_split(
+    samples: Sequence[Sample],
+    fraction: float | None = None,
+    count: int | None = None,
+    per_class: int | None = None,
+    strategy: Strategy = "stratified",
+    seed: int = 0,
+    unlabeled: Unlabeled = "all",
+) -> tuple[list[Sample], list[Sample]]:
     """(labeled, unlabeled) samples, both in input order so that list files diff cleanly.
 
     `stratified` and `random` take the size from `fraction` (floored) or `count`;
@@ -67,8 +74,9 @@ def make_split(samples: Sequence[Sample], fraction: float | None = None, count: 
     if strategy not in get_args(Strategy):
         raise ConfigError(f"unknown split strategy {strategy!r}; use stratified, random or per-class")
     if (per_class is not None) != (strategy == "per-class"):
-        raise ConfigError(f"per_class goes with strategy 'per-class' and only with it (strategy {strategy!r}, "
-                          f"per_class {per_class})")
+        raise ConfigError(
+            f"per_class goes with strategy 'per-class' and only with it (strategy {strategy!r}, per_class {per_class})"
+        )
     if unlabeled not in get_args(Unlabeled):
         raise ConfigError(f"unlabeled must be 'all' or 'complement', got {unlabeled!r}")
     rng = np.random.default_rng(seed)
@@ -80,16 +88,19 @@ def make_split(samples: Sequence[Sample], fraction: float | None = None, count: 
     if strategy == "per-class":
         short = [c for c in classes if len(by_class[c]) < per_class]
         if per_class < 1 or short:
-            raise ConfigError(f"per_class must be >= 1 and at most the clips of the smallest class: "
-                              f"{len(short)} classes have fewer than {per_class} clips (labels {short[:5]})")
+            raise ConfigError(
+                f"per_class must be >= 1 and at most the clips of the smallest class: "
+                f"{len(short)} classes have fewer than {per_class} clips (labels {short[:5]})"
+            )
         picks = [rng.choice(by_class[c], per_class, replace=False) for c in classes]
     elif strategy == "random":
         picks = [rng.choice(len(samples), _labeled_count(len(samples), fraction, count), replace=False)]
     else:
         n = _labeled_count(len(samples), fraction, count)
         if n < len(classes):
-            raise ConfigError(f"a stratified subset needs at least one clip per class: "
-                              f"{n} clips for {len(classes)} classes")
+            raise ConfigError(
+                f"a stratified subset needs at least one clip per class: {n} clips for {len(classes)} classes"
+            )
         sizes = _stratified_counts([len(by_class[c]) for c in classes], n)
         picks = [rng.choice(by_class[c], k, replace=False) for c, k in zip(classes, sizes)]
     chosen = np.zeros(len(samples), dtype=bool)
@@ -99,9 +110,16 @@ def make_split(samples: Sequence[Sample], fraction: float | None = None, count: 
     return labeled, rest
 
 
-def split_list_file(train_list: str | os.PathLike, out_dir: str | os.PathLike, fraction: float | None = None,
-                    per_class: int | None = None, strategy: Strategy = "stratified", seed: int = 0,
-                    unlabeled: Unlabeled = "all", count: int | None = None) -> tuple[Path, Path]:
+def split_list_file(
+    train_list: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fraction: float | None = None,
+    per_class: int | None = None,
+    strategy: Strategy = "stratified",
+    seed: int = 0,
+    unlabeled: Unlabeled = "all",
+    count: int | None = None,
+) -> tuple[Path, Path]:
     """Write `out_dir/labeled.txt` and `out_dir/unlabeled.txt` in the train
     list's own layout, so they can be given wherever that list is accepted.
 
@@ -113,11 +131,20 @@ def split_list_file(train_list: str | os.PathLike, out_dir: str | os.PathLike, f
     labeled, rest = make_split(source.samples, fraction, count, per_class, strategy, seed, unlabeled)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = (write_list(out / "labeled.txt", labeled, source.format),
-             write_list(out / "unlabeled.txt", rest, source.format))
+    paths = (
+        write_list(out / "labeled.txt", labeled, source.format),
+        write_list(out / "unlabeled.txt", rest, source.format),
+    )
     if source.format == "ucf101":
         names = {s.label: s.path.split("/")[0] for s in reversed(source.samples)}
         (out / "classInd.txt").write_text("".join(f"{c + 1} {names[c]}\n" for c in sorted(names)), encoding="utf-8")
-    log.info("%s: %d labeled, %d unlabeled clips (%s, seed %d) -> %s",
-             train_list, len(labeled), len(rest), strategy, seed, out)
+    log.info(
+        "%s: %d labeled, %d unlabeled clips (%s, seed %d) -> %s",
+        train_list,
+        len(labeled),
+        len(rest),
+        strategy,
+        seed,
+        out,
+    )
     return paths

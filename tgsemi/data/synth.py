@@ -18,6 +18,7 @@ set, a biased train clip takes the bias's colours). Clips of one group share
 background texture, object shape, clutter and palette (UCF's groups share actor
 and scene), and train and test use disjoint groups.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,14 +32,34 @@ import numpy as np
 from tgsemi.errors import ConfigError
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"),
-                 train_per_class=6, test_per_class=3, size=(64, 48),
-                 min_frames=24, max_frames=48, jitter=1.0, clutter=2, noise=2.0,
-                 appearance_bias=0.0, scene_cue=0.0, speed=1.0),
-    "demo": dict(classes=("MoveSideways", "MoveUp", "Rotate", "ZoomIn", "Circle"),
-                 train_per_class=100, test_per_class=40, size=(112, 84),
-                 min_frames=40, max_frames=120, jitter=0.0, clutter=3, noise=1.0,
-                 appearance_bias=0.0, scene_cue=0.0, speed=2.0),
+    "tiny": dict(
+        classes=("MoveUp", "MoveDown", "MoveSideways", "Rotate"),
+        train_per_class=6,
+        test_per_class=3,
+        size=(64, 48),
+        min_frames=24,
+        max_frames=48,
+        jitter=1.0,
+        clutter=2,
+        noise=2.0,
+        appearance_bias=0.0,
+        scene_cue=0.0,
+        speed=1.0,
+    ),
+    "demo": dict(
+        classes=("MoveSideways", "MoveUp", "Rotate", "ZoomIn", "Circle"),
+        train_per_class=100,
+        test_per_class=40,
+        size=(112, 84),
+        min_frames=40,
+        max_frames=120,
+        jitter=0.0,
+        clutter=3,
+        noise=1.0,
+        appearance_bias=0.0,
+        scene_cue=0.0,
+        speed=2.0,
+    ),
 }
 CLIPS_PER_GROUP = 4
 RECIPE = "synth.json"
@@ -71,26 +92,24 @@ def _linear(dx: float, dy: float) -> Motion:
         side = rng.choice([-1, 1]) if dx else 0  # sideways: left or right, flip-invariant
         # Wrap inside the central square that a centre crop keeps: wrapping at the frame's
         # edges left it out of the crop for whole clips (demo: 37 % of sideways clips).
-        x = _wrap(w / 2 + rng.uniform(-CENTRE, CENTRE) * h + side * v * t,
-                  w / 2 - CENTRE * h, w / 2 + CENTRE * h)
-        y = _wrap(h / 2 + rng.uniform(-CENTRE, CENTRE) * h + dy * v * t,
-                  h / 2 - CENTRE * h, h / 2 + CENTRE * h)
+        x = _wrap(w / 2 + rng.uniform(-CENTRE, CENTRE) * h + side * v * t, w / 2 - CENTRE * h, w / 2 + CENTRE * h)
+        y = _wrap(h / 2 + rng.uniform(-CENTRE, CENTRE) * h + dy * v * t, h / 2 - CENTRE * h, h / 2 + CENTRE * h)
         return _track(x, y, 1.0, rng.uniform(0, np.pi), t)
+
     return motion
 
 
 def _rotate(rng, t, w, h):
     spin = rng.choice([-1, 1]) * rng.uniform(0.12, 0.25)  # 7-14 degrees a frame
-    return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, 1.2,
-                  rng.uniform(0, np.pi) + spin * t, t)
+    return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, 1.2, rng.uniform(0, np.pi) + spin * t, t)
 
 
 def _zoom(sign: int) -> Motion:
     def motion(rng, t, w, h):
         ramp = _sawtooth(rng, t)
         scale = 0.3 + 2.2 * (ramp if sign > 0 else 1 - ramp)
-        return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale,
-                      rng.uniform(0, np.pi), t)
+        return _track(rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h, scale, rng.uniform(0, np.pi), t)
+
     return motion
 
 
@@ -98,35 +117,43 @@ def _bounce(vertical: bool) -> Motion:
     def motion(rng, t, w, h):
         swing = 0.25 * h * np.sin(2 * np.pi * t / rng.uniform(12, 24) + rng.uniform(0, 2 * np.pi))
         x, y = rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h
-        return _track(x + (0 if vertical else swing), y + (swing if vertical else 0), 1.0,
-                      rng.uniform(0, np.pi), t)
+        return _track(x + (0 if vertical else swing), y + (swing if vertical else 0), 1.0, rng.uniform(0, np.pi), t)
+
     return motion
 
 
 def _pair(sign: int) -> Motion:
     """Two objects approach (sign -1) or separate (+1) along a random axis."""
+
     def motion(rng, t, w, h):
         ramp = _sawtooth(rng, t)
         axis, cx, cy, a = rng.uniform(0, np.pi), 0.5 * w, 0.5 * h, rng.uniform(0, np.pi)
         widest = 0.8 / max(abs(np.cos(axis)) / w, abs(np.sin(axis)) / h)  # both stay in view
         gap = 0.3 * h + (widest - 0.3 * h) * (ramp if sign > 0 else 1 - ramp)
-        return np.concatenate([
-            _track(cx + s * gap / 2 * np.cos(axis), cy + s * gap / 2 * np.sin(axis), 0.8, a, t)
-            for s in (-1, 1)])
+        return np.concatenate(
+            [_track(cx + s * gap / 2 * np.cos(axis), cy + s * gap / 2 * np.sin(axis), 0.8, a, t) for s in (-1, 1)]
+        )
+
     return motion
 
 
 def _circle(rng, t, w, h):
     phase = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * rng.uniform(0.12, 0.2) * t
-    return _track(0.5 * w + 0.25 * h * np.cos(phase), 0.5 * h + 0.25 * h * np.sin(phase), 1.0,
-                  rng.uniform(0, np.pi), t)
+    return _track(0.5 * w + 0.25 * h * np.cos(phase), 0.5 * h + 0.25 * h * np.sin(phase), 1.0, rng.uniform(0, np.pi), t)
 
 
 MOTIONS: dict[str, Motion] = {
-    "MoveUp": _linear(0, -1), "MoveDown": _linear(0, 1), "MoveSideways": _linear(1, 0),
-    "Rotate": _rotate, "ZoomIn": _zoom(1), "ZoomOut": _zoom(-1),
-    "BounceVertical": _bounce(True), "BounceSideways": _bounce(False),
-    "Approach": _pair(-1), "Separate": _pair(1), "Circle": _circle,
+    "MoveUp": _linear(0, -1),
+    "MoveDown": _linear(0, 1),
+    "MoveSideways": _linear(1, 0),
+    "Rotate": _rotate,
+    "ZoomIn": _zoom(1),
+    "ZoomOut": _zoom(-1),
+    "BounceVertical": _bounce(True),
+    "BounceSideways": _bounce(False),
+    "Approach": _pair(-1),
+    "Separate": _pair(1),
+    "Circle": _circle,
 }
 
 # Each shape's "radius" r(u, v): < 1 inside, with u, v in object units. All are
@@ -135,10 +162,10 @@ SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "ellipse": lambda u, v: np.hypot(u, v / 0.5),
     "bar": lambda u, v: np.maximum(np.abs(u), np.abs(v) / 0.4),
     "diamond": lambda u, v: np.abs(u) + np.abs(v) / 0.5,
-    "cross": lambda u, v: np.minimum(np.maximum(np.abs(u), np.abs(v) / 0.3),
-                                     np.maximum(np.abs(u) / 0.3, np.abs(v))),
-    "triangle": lambda u, v: np.max([(u * np.cos(a) + v * np.sin(a)) / 0.5
-                                     for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)], axis=0),
+    "cross": lambda u, v: np.minimum(np.maximum(np.abs(u), np.abs(v) / 0.3), np.maximum(np.abs(u) / 0.3, np.abs(v))),
+    "triangle": lambda u, v: np.max(
+        [(u * np.cos(a) + v * np.sin(a)) / 0.5 for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)], axis=0
+    ),
 }
 
 
@@ -150,9 +177,13 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 def _palette(rng: np.random.Generator, hue: float) -> np.ndarray:
     """Background dark/light colours and a contrasting object colour for one hue."""
     s = rng.uniform(0.4, 0.7)
-    return np.stack([_hsv(hue, s, rng.uniform(0.3, 0.45)),
-                     _hsv(hue + 0.06, s, rng.uniform(0.55, 0.7)),
-                     _hsv(hue + 0.5, rng.uniform(0.7, 0.9), rng.uniform(0.85, 1.0))])
+    return np.stack(
+        [
+            _hsv(hue, s, rng.uniform(0.3, 0.45)),
+            _hsv(hue + 0.06, s, rng.uniform(0.55, 0.7)),
+            _hsv(hue + 0.5, rng.uniform(0.7, 0.9), rng.uniform(0.85, 1.0)),
+        ]
+    )
 
 
 def _draw(frames: np.ndarray, track: np.ndarray, shape: str, radius: float, colour) -> None:
@@ -182,22 +213,35 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     ys, xs = np.mgrid[:h, :w]
     angles, freqs = rng.uniform(0, np.pi, 3), rng.uniform(0.03, 0.15, 3)
     phases = rng.uniform(0, 2 * np.pi, 3)
-    waves = [np.sin(2 * np.pi * f * (xs * np.cos(a) + ys * np.sin(a)) + p)
-             for a, f, p in zip(angles, freqs, phases)]
+    waves = [np.sin(2 * np.pi * f * (xs * np.cos(a) + ys * np.sin(a)) + p) for a, f, p in zip(angles, freqs, phases)]
     return 0.5 + np.mean(waves, axis=0) / 2
 
 
 def _distractor(rng: np.random.Generator, w: int, h: int) -> tuple:
     """A clutter shape: kind, radius, colour, start (x, y), angle, drift (px/frame; half static)."""
     colour = _hsv(rng.random(), rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.9))
-    return (rng.choice(list(SHAPES)), rng.uniform(0.06, 0.12) * h, colour,
-            rng.uniform(0, 1, 2) * (w, h), rng.uniform(0, np.pi),
-            rng.uniform(-0.3, 0.3, 2) * (rng.random() < 0.5))
+    return (
+        rng.choice(list(SHAPES)),
+        rng.uniform(0.06, 0.12) * h,
+        colour,
+        rng.uniform(0, 1, 2) * (w, h),
+        rng.uniform(0, np.pi),
+        rng.uniform(-0.3, 0.3, 2) * (rng.random() < 0.5),
+    )
 
 
-def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random.Generator,
-                palette: np.ndarray | None, frames: int, size: tuple[int, int], jitter: float,
-                clutter: int, noise: float, speed: float = 1.0) -> np.ndarray:
+def render_clip(
+    motion: str,
+    scene_rng: np.random.Generator,
+    clip_rng: np.random.Generator,
+    palette: np.ndarray | None,
+    frames: int,
+    size: tuple[int, int],
+    jitter: float,
+    clutter: int,
+    noise: float,
+    speed: float = 1.0,
+) -> np.ndarray:
     """One clip as uint8 ``(frames, H, W, 3)``.
 
     ``scene_rng`` draws what a group shares (texture, shapes, clutter, palette),
@@ -215,8 +259,9 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
     scene = group_palette if palette is None else palette
 
     # The camera sways by up to `jitter` pixels; everything moves with it.
-    sway = np.rint(jitter * np.sin(2 * np.pi * t[:, None] / clip_rng.uniform(20, 60, 2)
-                                   + clip_rng.uniform(0, 2 * np.pi, 2))).astype(int)
+    sway = np.rint(
+        jitter * np.sin(2 * np.pi * t[:, None] / clip_rng.uniform(20, 60, 2) + clip_rng.uniform(0, 2 * np.pi, 2))
+    ).astype(int)
     background = (scene[0] + (scene[1] - scene[0]) * texture).astype(np.float32)
     views = np.lib.stride_tricks.sliding_window_view(background, (h, w), axis=(0, 1))
     video = views[margin + sway[:, 1], margin + sway[:, 0]].transpose(0, 2, 3, 1).copy()
@@ -232,8 +277,9 @@ def render_clip(motion: str, scene_rng: np.random.Generator, clip_rng: np.random
     return np.clip(video, 0, 255, out=video).astype(np.uint8)  # +0.5 then truncate: rounds
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, gop: int = 12,
-                bits_per_pixel: float = 0.7) -> None:
+def write_video(
+    path: str | Path, frames: np.ndarray, fps: int = FPS, gop: int = 12, bits_per_pixel: float = 0.7
+) -> None:
     """Write uint8 ``(T, H, W, 3)`` RGB as XviD-tagged MPEG-4 Part 2 .avi, like UCF-101.
 
     The bit rate is set from ``bits_per_pixel`` (UCF-101 averages about 0.3) because
@@ -265,8 +311,7 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
         raise ConfigError(f"unknown synth preset {preset!r}; choose one of {list(PRESETS)}")
     unknown = set(knobs) - set(PRESETS[preset])
     if unknown:
-        raise ConfigError(f"unknown synth knobs {sorted(unknown)}; "
-                          f"known: {sorted(PRESETS[preset])}")
+        raise ConfigError(f"unknown synth knobs {sorted(unknown)}; known: {sorted(PRESETS[preset])}")
     k = {**PRESETS[preset], **knobs}
     w, h = k["size"]
     if w % 2 or h % 2:
@@ -280,8 +325,7 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
         if not 0 <= k[knob] <= 1:
             raise ConfigError(f"{knob} must be in 0..1, got {k[knob]}")
     if not 2 <= k["min_frames"] <= k["max_frames"]:
-        raise ConfigError("need 2 <= min_frames <= max_frames, "
-                          f"got {k['min_frames']}..{k['max_frames']}")
+        raise ConfigError(f"need 2 <= min_frames <= max_frames, got {k['min_frames']}..{k['max_frames']}")
 
     out = Path(out)
     class_hues = np.random.default_rng([seed]).permutation(len(classes)) / len(classes)
@@ -289,8 +333,10 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
     lines: dict[str, list[str]] = {"train": [], "test": []}
     for label, name in enumerate(classes):
         (out / name).mkdir(parents=True, exist_ok=True)
-        for split, count, first_group in (("test", k["test_per_class"], 1),
-                                          ("train", k["train_per_class"], test_groups + 1)):
+        for split, count, first_group in (
+            ("test", k["test_per_class"], 1),
+            ("train", k["train_per_class"], test_groups + 1),
+        ):
             for n in range(count):
                 group, clip = first_group + n // CLIPS_PER_GROUP, 1 + n % CLIPS_PER_GROUP
                 clip_rng = np.random.default_rng([seed, label, group, clip])
@@ -302,8 +348,18 @@ def make_dataset(out: str | Path, preset: str = "tiny", seed: int = 0, **knobs) 
                     palette = _palette(clip_rng, class_hues[label] + clip_rng.uniform(-0.02, 0.02))
                 length = int(clip_rng.integers(k["min_frames"], k["max_frames"] + 1))
                 scene_rng = np.random.default_rng([seed, label, group])
-                video = render_clip(name, scene_rng, clip_rng, palette, length, (w, h),
-                                    k["jitter"], k["clutter"], k["noise"], k["speed"])
+                video = render_clip(
+                    name,
+                    scene_rng,
+                    clip_rng,
+                    palette,
+                    length,
+                    (w, h),
+                    k["jitter"],
+                    k["clutter"],
+                    k["noise"],
+                    k["speed"],
+                )
                 rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
                 write_video(out / rel, video)
                 lines[split].append(f"{rel} {label + 1}" if split == "train" else rel)
@@ -332,7 +388,7 @@ def _png_bytes(rng: np.random.Generator) -> bytes:
 def _overwrite_middle(data: bytes, rng: np.random.Generator) -> bytes:
     """Random bytes over 5% (at least 256 bytes) of the middle: the stream stays parseable."""
     n, mid = max(256, len(data) // 20), len(data) // 2
-    return data[:mid] + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + data[mid + n:]
+    return data[:mid] + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + data[mid + n :]
 
 
 # Ways a downloaded video goes bad: each maps the file's bytes to the damaged bytes.

@@ -5,6 +5,7 @@ parameters per call, so a whole clip gets the same crop, flip and RandAugment
 ops. Weak augmentation runs once on the RGB and TG clips stacked along T, which
 gives both modalities the identical crop and flip the method relies on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,11 +27,13 @@ class WeakAug:
     """Short-side resize, RandomResizedCrop (area 0.08-1, ratio 3/4-4/3), flip 0.5."""
 
     def __init__(self, resize: int, crop: int, area: tuple[float, float] = (0.08, 1.0)):
-        self.t = v2.Compose([
-            v2.Resize(resize, antialias=True),
-            v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3), antialias=True),
-            v2.RandomHorizontalFlip(0.5),
-        ])
+        self.t = v2.Compose(
+            [
+                v2.Resize(resize, antialias=True),
+                v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomHorizontalFlip(0.5),
+            ]
+        )
 
     def __call__(self, *clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.t(torch.cat(clips))
@@ -45,8 +48,9 @@ class _RandAugment(v2.RandAugment):
         if ops is not None:
             unknown = set(ops) - set(RANDAUGMENT_OPS)
             if unknown or not ops:
-                raise ArgumentError(f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, "
-                                 f"got {list(ops)}")
+                raise ArgumentError(
+                    f"RandAugment ops must be a non-empty subset of {list(RANDAUGMENT_OPS)}, got {list(ops)}"
+                )
             self._AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k in ops}
 
 
@@ -55,12 +59,20 @@ class StrongAug:
     is what geometric ops leave where the image moved away, ``ops`` a subset of
     RandAugment's ops (None: all)."""
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, cutout_scale: tuple[float, float] = (0.02, 0.2),
-                 fill: int = 0, ops: Sequence[str] | None = None):
-        self.t = v2.Compose([
-            _RandAugment(ops, num_ops=num_ops, magnitude=magnitude, fill=fill),
-            v2.RandomErasing(p=1.0, scale=cutout_scale, value=TG_NEUTRAL),
-        ])
+    def __init__(
+        self,
+        num_ops: int = 2,
+        magnitude: int = 9,
+        cutout_scale: tuple[float, float] = (0.02, 0.2),
+        fill: int = 0,
+        ops: Sequence[str] | None = None,
+    ):
+        self.t = v2.Compose(
+            [
+                _RandAugment(ops, num_ops=num_ops, magnitude=magnitude, fill=fill),
+                v2.RandomErasing(p=1.0, scale=cutout_scale, value=TG_NEUTRAL),
+            ]
+        )
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         return self.t(clip)
@@ -69,15 +81,27 @@ class StrongAug:
 # The reference's strong augmentation: imgaug 0.4.0 ``SomeOf(2)`` of these ops, in this order
 # (docs/method.md section 4).
 REFERENCE_OPS: tuple[str, ...] = (
-    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "EnhanceColor",
-    "EnhanceContrast", "EnhanceBrightness", "EnhanceSharpness", "Autocontrast", "Equalize", "Invert", "Cutout",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "EnhanceColor",
+    "EnhanceContrast",
+    "EnhanceBrightness",
+    "EnhanceSharpness",
+    "Autocontrast",
+    "Equalize",
+    "Invert",
+    "Cutout",
 )
 CUTOUT_FILL = 128  # imgaug Cutout's default grey, whatever the geometric fill
 GEOMETRIC_OPS = REFERENCE_OPS[:5]  # first in the table, so a clip's geometric ops come before the others
 
 
-def reference_affine(name: str, level: float, sign: int, h: int, w: int
-                     ) -> tuple[float, list[float], list[float]]:
+def reference_affine(name: str, level: float, sign: int, h: int, w: int) -> tuple[float, list[float], list[float]]:
     """``(angle, translate, shear)`` of ``F.affine`` for a geometric op of ``REFERENCE_OPS`` on
     ``h`` x ``w`` frames (see ``apply_reference_op`` for the conventions)."""
     shear = sign * 17.19 * level
@@ -109,12 +133,19 @@ def reference_cutout_box(level: float, centre: tuple[float, float], h: int, w: i
     return y1, x1, y2, x2
 
 
-def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: int = 1, fill: int = 0,
-                       centre: tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+def apply_reference_op(
+    clip: torch.Tensor,
+    name: str,
+    level: float = 0.9,
+    sign: int = 1,
+    fill: int = 0,
+    centre: tuple[float, float] = (0.5, 0.5),
+) -> torch.Tensor:
     """One op of ``REFERENCE_OPS`` on a uint8 ``(..., C, H, W)`` clip, every frame alike, as
     imgaug 0.4.0 does it at magnitude ``level`` (0..1); checked against imgaug's own outputs
-    (tests/test_transforms.py reads them from shared/reference_aug_golden). ``sign`` (+1/-1) is the direction of shear, translate and
-    rotate; ``centre`` is the cutout square's centre as fractions of (width, height).
+    (tests/test_transforms.py reads them from shared/reference_aug_golden). ``sign`` (+1/-1) is
+    the direction of shear, translate and rotate; ``centre`` is the cutout square's centre as
+    fractions of (width, height).
 
     Conventions found on the goldens: imgaug's positive rotation is clockwise on screen, which is
     ``F.affine``'s positive ``angle``; positive ShearX and translations agree too, ShearY has the
@@ -127,8 +158,14 @@ def apply_reference_op(clip: torch.Tensor, name: str, level: float = 0.9, sign: 
         # F.affine's own ``fill`` weights an edge pixel's in-image share twice, imgaug's cv2 once
         # (whole-image PSNR 45 instead of 63 dB on the goldens); zero padding blends once, so we
         # shift ``fill`` to 0 instead.
-        kw = dict(angle=angle, translate=translate, scale=1.0, shear=shears,
-                  interpolation=F.InterpolationMode.BILINEAR, fill=None)
+        kw = dict(
+            angle=angle,
+            translate=translate,
+            scale=1.0,
+            shear=shears,
+            interpolation=F.InterpolationMode.BILINEAR,
+            fill=None,
+        )
         if fill == 0:
             return F.affine(clip, **kw)
         moved = F.affine(clip.float() - fill, **kw)

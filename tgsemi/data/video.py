@@ -13,6 +13,7 @@ that look plausible but are wrong. Each reader therefore checks that every wante
 frame came back and that the decoder reported no error, and raises
 ``VideoReadError`` naming the file otherwise.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -89,11 +90,13 @@ class PyAVReader:
         back under the wrong index, with no decode error.
         """
         listed = [e for e in stream.index_entries if e.size]
-        shifts = {p.pos - e.pos for p, e in zip(packets, listed)
-                  if p.pos is not None and p.pos >= 0}
+        shifts = {p.pos - e.pos for p, e in zip(packets, listed) if p.pos is not None and p.pos >= 0}
         if len(shifts) > 1 or len(packets) < len(listed):
-            raise VideoReadError(path, f"its packets do not match its index ({len(packets)} read, "
-                                       f"{len(listed)} listed): damaged in the middle?")
+            raise VideoReadError(
+                path,
+                f"its packets do not match its index ({len(packets)} read, "
+                f"{len(listed)} listed): damaged in the middle?",
+            )
 
     def num_frames(self, path: Path) -> int:
         with self._open(path) as (_, stream):
@@ -109,8 +112,11 @@ class PyAVReader:
                 raise VideoReadError(path, "has no timestamped video packets")
             first = min(stamps)
             frames_per_tick = stream.time_base * (stream.average_rate or stream.guessed_rate)
-            keyframes = [(round((t - first) * frames_per_tick), n)
-                         for n, (p, t) in enumerate(zip(packets, stamps)) if p.is_keyframe]
+            keyframes = [
+                (round((t - first) * frames_per_tick), n)
+                for n, (p, t) in enumerate(zip(packets, stamps))
+                if p.is_keyframe
+            ]
             if not keyframes:
                 raise VideoReadError(path, "has no keyframe")
             codec, wanted_set, out, fed, pos = stream.codec_context, set(wanted), {}, 0, -1

@@ -4,6 +4,7 @@ Config validation, ``Config.streams``, the engine, the demo, analysis labels and
 choices all read ``METHODS``: a new method is one module defining a ``Method`` plus its
 ``register`` line below (docs/architecture.md shows one).
 """
+
 from tgsemi.errors import ArgumentError
 from tgsemi.methods.base import Batch, Method
 from tgsemi.methods.fixmatch import FIXMATCH

@@ -3,6 +3,7 @@
 The engine runs the forward pass and the optimiser; a method only turns outputs into losses,
 so every formula of docs/method.md section 3 is testable on plain tensors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ class Batch:
     unlabeled_on: bool  # warm-up over: the unlabeled loss counts
 
 
-LossFn = Callable[[dict[str, StreamOutput], Batch, LossConfig, Gather],
-                  tuple[dict[str, Tensor], dict[str, float], Tensor | None]]
+LossFn = Callable[
+    [dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, float], Tensor | None]
+]
 Role = Literal["Supervised", "Baseline", "Ours"]  # a method's part in the paper's comparison
 
 
@@ -62,7 +64,7 @@ def split(t: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
     n_l, n_u = batch.n_l, batch.n_u
     if t.shape[0] != n_l + 2 * n_u:
         raise ValueError(f"expected {n_l} + 2 x {n_u} rows (labeled + weak + strong), got {t.shape[0]}")
-    return t[:n_l], t[n_l:n_l + n_u], t[n_l + n_u:]
+    return t[:n_l], t[n_l : n_l + n_u], t[n_l + n_u :]
 
 
 def only_stream(out: dict[str, StreamOutput]) -> StreamOutput:

@@ -1,4 +1,5 @@
 """FixMatch on one stream (the paper's Baseline-RGB / Baseline-TG) and its pseudo-label core."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,15 @@ from torch import Tensor
 
 from tgsemi.config import LossConfig
 from tgsemi.methods.base import (
-    Batch, Gather, Method, accuracy, masked_ce, only_stream, pseudo_labels, split, to_floats,
+    Batch,
+    Gather,
+    Method,
+    accuracy,
+    masked_ce,
+    only_stream,
+    pseudo_labels,
+    split,
+    to_floats,
 )
 from tgsemi.models.r3d import StreamOutput
 

@@ -1,4 +1,5 @@
 """Supervised baseline: cross-entropy on the labeled clips of one stream."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,5 +1,6 @@
 """TG-FixMatch (docs/method.md section 3): joint RGB+TG FixMatch, TG->RGB feature alignment and a
 cross-modal contrastive loss."""
+
 from __future__ import annotations
 
 import torch
@@ -63,5 +64,12 @@ def tg_fixmatch_loss(
     return terms, stats, pseudo
 
 
-TG_FIXMATCH = Method(name="tg_fixmatch", label="TG-FixMatch", role="Ours", loss=tg_fixmatch_loss,
-                     streams=("rgb", "tg"), uses_unlabeled=True, needs_projection=True)
+TG_FIXMATCH = Method(
+    name="tg_fixmatch",
+    label="TG-FixMatch",
+    role="Ours",
+    loss=tg_fixmatch_loss,
+    streams=("rgb", "tg"),
+    uses_unlabeled=True,
+    needs_projection=True,
+)

@@ -6,6 +6,7 @@ max-pool after layer1). The pools have no parameters, so both layouts have the s
 under the same names. Layer names follow torchvision's ``r3d_18`` (``stem``, ``layer1``..``layer4``,
 ``fc``), so at width 64 a torchvision state_dict (e.g. its Kinetics-400 weights) loads into the backbone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -34,8 +35,9 @@ def bn_groups(split: str, n_l: int, n_u: int) -> tuple[int, ...]:
     """Sizes of the row groups a batch ``[labeled (n_l) | weak (n_u) | strong (n_u)]`` is
     normalised in: ``none`` one batch (the paper's), ``strong`` the strong views apart,
     ``labeled`` the labeled clips apart from both unlabeled views, ``views`` all three apart."""
-    sizes = {"none": (n_l + 2 * n_u,), "strong": (n_l + n_u, n_u), "labeled": (n_l, 2 * n_u),
-             "views": (n_l, n_u, n_u)}[split]
+    sizes = {"none": (n_l + 2 * n_u,), "strong": (n_l + n_u, n_u), "labeled": (n_l, 2 * n_u), "views": (n_l, n_u, n_u)}[
+        split
+    ]
     return tuple(s for s in sizes if s)
 
 
@@ -63,7 +65,7 @@ class SplitBatchNorm3d(nn.BatchNorm3d):
             out = [super().forward(parts.pop(0))]
         else:
             with torch.no_grad():
-                super().forward(x[:self.stats_rows])  # for the running statistics only
+                super().forward(x[: self.stats_rows])  # for the running statistics only
             out = []
         out += [F.batch_norm(p, None, None, self.weight, self.bias, True, 0.0, self.eps) for p in parts]
         return torch.cat(out)
@@ -116,9 +118,14 @@ def _stage(cin: int, cout: int, stride: int) -> nn.Sequential:
 def projection_head(in_dim: int, dim: int) -> nn.Sequential:
     """3-layer MLP; the final affine-free BN keeps embeddings centred for the contrastive loss."""
     return nn.Sequential(
-        nn.Linear(in_dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
-        nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
-        nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False),
+        nn.Linear(in_dim, dim, bias=False),
+        nn.BatchNorm1d(dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(dim, dim, bias=False),
+        nn.BatchNorm1d(dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(dim, dim, bias=False),
+        nn.BatchNorm1d(dim, affine=False),
     )
 
 
@@ -134,9 +141,17 @@ class R3D18(nn.Module):
     ``projection_init_std``: None keeps PyTorch's Linear init in the projection head, a number
     draws its weights from N(0, std) (the authors' code: 0.01)."""
 
-    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.5, projection_dim: int | None = 512,
-                 layout: Layout = "table4", bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 projection_init_std: float | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 64,
+        dropout: float = 0.5,
+        projection_dim: int | None = 512,
+        layout: Layout = "table4",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+        projection_init_std: float | None = None,
+    ):
         super().__init__()
         if layout not in ("mmaction", "table4"):
             raise ArgumentError(f"layout must be 'mmaction' or 'table4', got {layout!r}")

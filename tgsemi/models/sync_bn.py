@@ -7,6 +7,7 @@ clips per GPU, per-GPU statistics are noisy and differ from the test-time ones.
 all-reduces: it is what makes a multi-process CPU run, and the tests, compute
 what a multi-GPU run computes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,9 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     if device.type != "cpu":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        sync = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                module.track_running_stats)
+        sync = CpuSyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         sync.load_state_dict(module.state_dict())
         return sync.train(module.training)
     for name, child in module.named_children():

@@ -1,4 +1,5 @@
 """Two independent R3D-18 networks, one per modality; only RGB is needed at test time."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -41,6 +42,18 @@ def create_model(cfg: ModelConfig, num_classes: int, streams: tuple[str, ...], p
     if len(set(streams)) != len(streams):
         raise ArgumentError(f"duplicate streams in {streams}")
     dim = cfg.projection_dim if projection else None
-    return TwoStream({s: R3D18(num_classes, cfg.width, cfg.dropout, dim, layout=cfg.layout, bn_eps=cfg.bn_eps,
-                               bn_momentum=cfg.bn_momentum, projection_init_std=cfg.projection_init_std)
-                      for s in streams})
+    return TwoStream(
+        {
+            s: R3D18(
+                num_classes,
+                cfg.width,
+                cfg.dropout,
+                dim,
+                layout=cfg.layout,
+                bn_eps=cfg.bn_eps,
+                bn_momentum=cfg.bn_momentum,
+                projection_init_std=cfg.projection_init_std,
+            )
+            for s in streams
+        }
+    )

@@ -1,5 +1,6 @@
 """Interactive panels for the notebooks (ipywidgets), one per claim of the paper,
 and the workspace helpers that let a notebook run on a fresh machine."""
+
 from tgsemi.widgets.attention import gradcam_viewer
 from tgsemi.widgets.embedding import embedding_viewer
 from tgsemi.widgets.explorer import tg_explorer, tg_figure
@@ -7,5 +8,16 @@ from tgsemi.widgets.robustness import robustness_probe
 from tgsemi.widgets.training import training_monitor
 from tgsemi.widgets.workspace import analysis_dir, ensure_data, ensure_runs, home, quick
 
-__all__ = ["tg_explorer", "tg_figure", "training_monitor", "robustness_probe", "gradcam_viewer",
-           "embedding_viewer", "ensure_data", "ensure_runs", "home", "quick", "analysis_dir"]
+__all__ = [
+    "tg_explorer",
+    "tg_figure",
+    "training_monitor",
+    "robustness_probe",
+    "gradcam_viewer",
+    "embedding_viewer",
+    "ensure_data",
+    "ensure_runs",
+    "home",
+    "quick",
+    "analysis_dir",
+]

@@ -1,4 +1,5 @@
 """Fig. 4 interactively: Grad-CAM of two networks on one test video, frame by frame."""
+
 from __future__ import annotations
 
 from itertools import combinations
@@ -29,15 +30,21 @@ class GradCamViewer(widgets.VBox):
         rgb_pairs = [p for p, (i, j) in pairs.items() if self.views[i][1] == self.views[j][1] == "rgb"]
         self.names, self.width = names, width
         classes = self.runs[0].class_names
-        self.video = widgets.Dropdown(options=test_videos(self.runs[0]), description="video",
-                                      layout=widgets.Layout(width="520px"))
+        self.video = widgets.Dropdown(
+            options=test_videos(self.runs[0]), description="video", layout=widgets.Layout(width="520px")
+        )
         pairs = pairs or {names[0]: (0, 0)}  # a single network: shown twice
         default = pairs[rgb_pairs[0]] if rgb_pairs else next(iter(pairs.values()))
         self.pair = widgets.Dropdown(options=pairs, value=default, description="networks")
         self.layer = widgets.Dropdown(options=LAYERS, value=DEFAULT_LAYER, description="layer")
-        self.target = widgets.Dropdown(options={"predicted class": "pred", "true class": "true",
-                                                **{f"class {k}: {c}": k for k, c in enumerate(classes)}},
-                                       description="explain")
+        self.target = widgets.Dropdown(
+            options={
+                "predicted class": "pred",
+                "true class": "true",
+                **{f"class {k}: {c}": k for k, c in enumerate(classes)},
+            },
+            description="explain",
+        )
         self.frame = widgets.IntSlider(0, 0, self.runs[0].cfg.data.clip_len - 1, description="frame")
         self.opacity = widgets.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="opacity")
         self.inputs = [image_slot(width) for _ in range(2)]
@@ -51,8 +58,14 @@ class GradCamViewer(widgets.VBox):
             w.observe(lambda _: self.blend(), "value")
         panels = [captioned("input RGB", self.inputs[0]), captioned("input TG", self.inputs[1])]
         panels += [captioned(c, im) for c, im in zip(self.captions, self.overlays)]
-        super().__init__([widgets.HBox([self.video, self.pair]), widgets.HBox([self.layer, self.target]),
-                          widgets.HBox([self.frame, self.opacity]), widgets.HBox(panels)])
+        super().__init__(
+            [
+                widgets.HBox([self.video, self.pair]),
+                widgets.HBox([self.layer, self.target]),
+                widgets.HBox([self.frame, self.opacity]),
+                widgets.HBox(panels),
+            ]
+        )
         self.draw()
 
     def _clip(self, run) -> dict:
@@ -78,8 +91,10 @@ class GradCamViewer(widgets.VBox):
             cam, pred, explained = self._cam(view)
             label = self._clip(run)["label"]
             verdict = "right" if pred == label else "wrong"
-            self.captions[side].value = (f"<b>{self.names[view]}</b>: predicts {run.class_names[pred]} ({verdict});"
-                                         f"<br>map for {run.class_names[explained]}")
+            self.captions[side].value = (
+                f"<b>{self.names[view]}</b>: predicts {run.class_names[pred]} ({verdict});"
+                f"<br>map for {run.class_names[explained]}"
+            )
         self.blend()
 
     def blend(self) -> None:
@@ -91,7 +106,7 @@ class GradCamViewer(widgets.VBox):
         for side, view in enumerate(self.pair.value):
             frames = to_frames(self._clip(self.views[view][0])["rgb"])
             cam = self._cam(view)[0]
-            blended = overlay(frames[t:t + 1], cam[t:t + 1], self.opacity.value)[0]
+            blended = overlay(frames[t : t + 1], cam[t : t + 1], self.opacity.value)[0]
             self.overlays[side].value = png(blended, self.width)
 
 

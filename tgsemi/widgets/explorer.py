@@ -1,4 +1,5 @@
 """What the temporal gradient looks like: RGB, TG and colour-mapped TG of any video."""
+
 from __future__ import annotations
 
 import html
@@ -30,8 +31,9 @@ def tg_figure(path: str, frames: list[int], gap: int = 1, title: str | None = No
     axes = fig.subplots(len(frames), 3, squeeze=False)
     for row, frame in zip(axes, frames):
         rgb, tg = frame_and_tg(path, frame, gap)
-        for ax, image, title in zip(row, (rgb, tg, tg_colour(tg)),
-                                    (f"RGB frame {frame}", f"TG (frame {frame} - {frame + gap})", "TG, signed")):
+        for ax, image, title in zip(
+            row, (rgb, tg, tg_colour(tg)), (f"RGB frame {frame}", f"TG (frame {frame} - {frame + gap})", "TG, signed")
+        ):
             ax.imshow(image)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
@@ -46,8 +48,11 @@ def tg_explorer(video: str | None = None, videos: dict[str, str] | None = None) 
     if video is not None:
         videos = {video: video, **videos}
     chooser = widgets.Dropdown(options=videos, description="video")
-    path_box = widgets.Text(placeholder="or type a video path / rawframe folder and press Enter",
-                            continuous_update=False, layout=widgets.Layout(width="420px"))
+    path_box = widgets.Text(
+        placeholder="or type a video path / rawframe folder and press Enter",
+        continuous_update=False,
+        layout=widgets.Layout(width="420px"),
+    )
     frame = widgets.IntSlider(0, 0, 1, description="frame", continuous_update=False)
     gap = widgets.IntSlider(1, 1, 16, description="interval", continuous_update=False)
     rgb_img, tg_img, col_img = (image_slot(WIDTH) for _ in range(3))
@@ -61,8 +66,10 @@ def tg_explorer(video: str | None = None, videos: dict[str, str] | None = None) 
             return
         rgb_img.value, tg_img.value, col_img.value = (png(im, WIDTH) for im in (rgb, tg, tg_colour(tg)))
         motion = np.abs(tg.astype(np.float32) - 127.5).mean()
-        info.value = (f"{html.escape(Path(chooser.value).name)}: frame {frame.value} of {frame.max + gap.value + 1}, "
-                      f"{rgb.shape[1]}x{rgb.shape[0]}; mean |TG| = {motion:.1f} grey levels")
+        info.value = (
+            f"{html.escape(Path(chooser.value).name)}: frame {frame.value} of {frame.max + gap.value + 1}, "
+            f"{rgb.shape[1]}x{rgb.shape[0]}; mean |TG| = {motion:.1f} grey levels"
+        )
 
     def open_video(_=None) -> None:
         try:
@@ -87,9 +94,17 @@ def tg_explorer(video: str | None = None, videos: dict[str, str] | None = None) 
     frame.observe(draw, "value")
     path_box.observe(open_path, "value")
     open_video()
-    return widgets.VBox([
-        widgets.HBox([chooser, path_box]), widgets.HBox([frame, gap]),
-        widgets.HBox([captioned("RGB", rgb_img), captioned("temporal gradient", tg_img),
-                      captioned("TG, signed (red: darker next frame)", col_img)]),
-        info,
-    ])
+    return widgets.VBox(
+        [
+            widgets.HBox([chooser, path_box]),
+            widgets.HBox([frame, gap]),
+            widgets.HBox(
+                [
+                    captioned("RGB", rgb_img),
+                    captioned("temporal gradient", tg_img),
+                    captioned("TG, signed (red: darker next frame)", col_img),
+                ]
+            ),
+            info,
+        ]
+    )

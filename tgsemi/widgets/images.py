@@ -1,4 +1,5 @@
 """Arrays and figures -> PNG bytes for ``ipywidgets.Image``, plus the TG colour map."""
+
 from __future__ import annotations
 
 import io

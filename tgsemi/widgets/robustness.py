@@ -1,5 +1,6 @@
 """Table 5 and the wider corruption suites interactively: corrupt a test video, see what
 each network receives and predicts."""
+
 from __future__ import annotations
 
 import html
@@ -10,8 +11,8 @@ import torch
 from IPython.display import Markdown, clear_output, display
 
 from tgsemi.analysis import labels, views_of
-from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.corruptions import NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
+from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.robustness import SUITE_TITLES, robustness, suite_markdown
 from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
@@ -38,29 +39,38 @@ class RobustnessProbe(widgets.VBox):
         self.runs, self.modality = as_list(runs), modality
         self.views = views_of(self.runs, modality)
         self.names = labels(self.views)
-        self.suite = widgets.Dropdown(options=[(SUITE_TITLES[s], s) for s in SUITES], value="paper",
-                                      description="suite")
+        self.suite = widgets.Dropdown(
+            options=[(SUITE_TITLES[s], s) for s in SUITES], value="paper", description="suite"
+        )
         self.corruption = widgets.Dropdown(options=_choices("paper"), value="contrast", description="corruption")
-        self.severity = widgets.IntSlider(3, min(SEVERITIES), max(SEVERITIES), description="severity",
-                                          continuous_update=False)
+        self.severity = widgets.IntSlider(
+            3, min(SEVERITIES), max(SEVERITIES), description="severity", continuous_update=False
+        )
         self.datasets = {run.path: run.dataset("test") for run in self.runs}  # corruption set per draw
-        self.video = widgets.Dropdown(options=test_videos(self.runs[0]), description="video",
-                                      layout=widgets.Layout(width="520px"))
+        self.video = widgets.Dropdown(
+            options=test_videos(self.runs[0]), description="video", layout=widgets.Layout(width="520px")
+        )
         self.images = {k: image_slot(WIDTH) for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
         self.predictions = widgets.HTML()
-        self.button = widgets.Button(description="suite table on the test set", icon="table",
-                                     layout=widgets.Layout(width="auto"))
+        self.button = widgets.Button(
+            description="suite table on the test set", icon="table", layout=widgets.Layout(width="auto")
+        )
         self.table = widgets.Output()
         for w in (self.corruption, self.severity, self.video):
             w.observe(lambda _: self.draw(), "value")
         # new options select the suite's first corruption, which redraws
         self.suite.observe(lambda change: setattr(self.corruption, "options", _choices(change["new"])), "value")
         self.button.on_click(lambda _: self.compute_table())
-        super().__init__([
-            widgets.HBox([self.suite, self.corruption, self.severity]), self.video,
-            widgets.HBox([captioned(k, im) for k, im in self.images.items()]),
-            self.predictions, self.button, self.table,
-        ])
+        super().__init__(
+            [
+                widgets.HBox([self.suite, self.corruption, self.severity]),
+                self.video,
+                widgets.HBox([captioned(k, im) for k, im in self.images.items()]),
+                self.predictions,
+                self.button,
+                self.table,
+            ]
+        )
         self.draw()
 
     def _item(self, run, corrupted: bool) -> dict:
@@ -79,14 +89,22 @@ class RobustnessProbe(widgets.VBox):
             self.predictions.value = f"<span style='color:#b00'>{html.escape(str(path))} cannot be decoded</span>"
             return
         mid = clean["rgb"].shape[2] // 2  # (V, C, T, H, W): the middle frame of the clip
-        for key, item, stream in (("clean", clean, "rgb"), ("corrupted", bad, "rgb"),
-                                  ("clean TG", clean, "tg"), ("corrupted TG", bad, "tg")):
+        for key, item, stream in (
+            ("clean", clean, "rgb"),
+            ("corrupted", bad, "rgb"),
+            ("clean TG", clean, "tg"),
+            ("corrupted TG", bad, "tg"),
+        ):
             self.images[key].value = png(to_frames(item[stream][0])[mid], WIDTH)
         truth = self.runs[0].class_names[clean["label"]]
-        rows = [f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
-                for name, (run, m) in zip(self.names, self.views)]
-        self.predictions.value = (f"true class: <b>{truth}</b><table><tr><th>network</th><th>clean</th>"
-                                  f"<th>{TITLES[self.corruption.value]}</th></tr>{''.join(rows)}</table>")
+        rows = [
+            f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
+            for name, (run, m) in zip(self.names, self.views)
+        ]
+        self.predictions.value = (
+            f"true class: <b>{truth}</b><table><tr><th>network</th><th>clean</th>"
+            f"<th>{TITLES[self.corruption.value]}</th></tr>{''.join(rows)}</table>"
+        )
 
     @staticmethod
     def _cell(run, modality: str, item: dict) -> str:
@@ -99,8 +117,9 @@ class RobustnessProbe(widgets.VBox):
         """Test-set top-1 of every network, clean and under the selected suite at the current severity."""
         self.button.disabled = True
         try:
-            result = robustness(self.runs, severities=(self.severity.value,), modality=self.modality,
-                                suites=[self.suite.value])
+            result = robustness(
+                self.runs, severities=(self.severity.value,), modality=self.modality, suites=[self.suite.value]
+            )
         finally:
             self.button.disabled = False
         with self.table:

@@ -1,4 +1,5 @@
 """Train a run from a notebook and watch its curves come in (read from metrics.jsonl)."""
+
 from __future__ import annotations
 
 import html
@@ -66,14 +67,26 @@ class TrainingMonitor(widgets.VBox):
     background thread while the plots follow ``metrics.jsonl``. ``start(wait=True)``
     does the same from code (and blocks), for notebooks run headless."""
 
-    def __init__(self, method: str = "tg_fixmatch", fraction: float | None = None, steps: int | None = None,
-                 refresh_s: float = 1.0):
+    def __init__(
+        self,
+        method: str = "tg_fixmatch",
+        fraction: float | None = None,
+        steps: int | None = None,
+        refresh_s: float = 1.0,
+    ):
         m = mode()
         self.method = widgets.Dropdown(options=list(METHODS), value=method, description="method")
-        self.fraction = widgets.FloatSlider(m["fraction"] if fraction is None else fraction, min=0.05, max=1.0,
-                                            step=0.05, description="labeled", readout_format=".0%")
-        self.steps = widgets.BoundedIntText(steps or m["steps"] or 0, min=0, max=10**6,
-                                            description="steps", tooltip="0: the preset's full schedule")
+        self.fraction = widgets.FloatSlider(
+            m["fraction"] if fraction is None else fraction,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            description="labeled",
+            readout_format=".0%",
+        )
+        self.steps = widgets.BoundedIntText(
+            steps or m["steps"] or 0, min=0, max=10**6, description="steps", tooltip="0: the preset's full schedule"
+        )
         self.button = widgets.Button(description="Train", button_style="primary", icon="play")
         self.smoothing = widgets.IntSlider(1, 1, 25, description="smoothing", continuous_update=False)
         self.status = widgets.HTML()
@@ -86,8 +99,13 @@ class TrainingMonitor(widgets.VBox):
             w.observe(lambda _: self._select(), "value")
         self.smoothing.observe(lambda _: self.refresh(), "value")
         self.button.on_click(lambda _: self.start())
-        super().__init__([widgets.HBox([self.method, self.fraction, self.steps, self.button]),
-                          widgets.HBox([self.smoothing, self.status]), self.plot])
+        super().__init__(
+            [
+                widgets.HBox([self.method, self.fraction, self.steps, self.button]),
+                widgets.HBox([self.smoothing, self.status]),
+                self.plot,
+            ]
+        )
         self.refresh()
 
     def _select(self) -> None:
@@ -159,6 +177,7 @@ class TrainingMonitor(widgets.VBox):
         self.refresh(out)
 
 
-def training_monitor(method: str = "tg_fixmatch", fraction: float | None = None,
-                     steps: int | None = None) -> TrainingMonitor:
+def training_monitor(
+    method: str = "tg_fixmatch", fraction: float | None = None, steps: int | None = None
+) -> TrainingMonitor:
     return TrainingMonitor(method, fraction, steps)

@@ -6,6 +6,7 @@ into the same folders, so the next notebook finds them. ``TGSEMI_HOME`` moves al
 of it (tests point it at a temporary folder); ``TGSEMI_QUICK=1`` shrinks data and
 training to seconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,17 @@ from tgsemi.runs import Run, load_run
 # Per mode: synthetic preset and folder (as `tgsemi demo` names them), training
 # preset, labeled fraction, training steps (None: the preset's full schedule).
 MODES = {
-    "quick": dict(preset="tiny", data="data/demo-quick", demo_runs="runs/demo-quick", config="synthetic_tiny",
-                  fraction=0.5, steps=8),
-    "full": dict(preset="demo", data="data/demo", demo_runs="runs/demo", config="synthetic_cpu",
-                 fraction=0.1, steps=None),
+    "quick": dict(
+        preset="tiny",
+        data="data/demo-quick",
+        demo_runs="runs/demo-quick",
+        config="synthetic_tiny",
+        fraction=0.5,
+        steps=8,
+    ),
+    "full": dict(
+        preset="demo", data="data/demo", demo_runs="runs/demo", config="synthetic_cpu", fraction=0.1, steps=None
+    ),
 }
 
 
@@ -60,8 +68,12 @@ def run_dir(method: str, fraction: float | None = None, steps: int | None = None
 
 def train_config(method: str, fraction: float | None = None, steps: int | None = None) -> Config:
     m = mode()
-    overrides = [f"data.root={ensure_data()}", f"method={method}", "train.progress=false",
-                 f"data.labeled_fraction={m['fraction'] if fraction is None else fraction}"]
+    overrides = [
+        f"data.root={ensure_data()}",
+        f"method={method}",
+        "train.progress=false",
+        f"data.labeled_fraction={m['fraction'] if fraction is None else fraction}",
+    ]
     steps = m["steps"] if steps is None else steps
     if steps:
         overrides.append(f"train.max_steps={steps}")

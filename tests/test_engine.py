@@ -152,22 +152,17 @@ def test_cli_train_and_eval_contract(tiny_root, tmp_path, capsys):
     assert "| top-1 |" in capsys.readouterr().out
 
 
-def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
+def train_two_gloo_processes(out: Path, *args: str) -> None:
+    """tests/_ddp_train.py under torchrun, 2 CPU processes on a free port; fails with its stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        str(ROOT / "tests" / "_ddp_train.py"),
-        str(tmp_path),
-        f"data.root={tiny_root}",
-        "train.max_steps=4",
-        "train.batch_size=2",
-    ]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    cmd = [*launcher, str(ROOT / "tests" / "_ddp_train.py"), str(out), *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
+    train_two_gloo_processes(tmp_path, f"data.root={tiny_root}", "train.max_steps=4", "train.batch_size=2")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert_same_weights(r0, r1)
     assert checkpoint.load(tmp_path)["position"]["step"] == 4
@@ -176,7 +171,6 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_root, tmp_path):
 def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the_train_split(tiny_root, tmp_path):
     """ucf101_20pct shrunk to the tiny set: the reference layout, augmentation and schedule run,
     BatchNorm is synchronised over both processes, and PreciseBN reads the whole train split."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     shrink = [
         f"data.root={tiny_root}",
         "data.train_list=null",
@@ -195,20 +189,7 @@ def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the
         "train.progress=false",
         "train.channels_last=false",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        str(ROOT / "tests" / "_ddp_train.py"),
-        str(tmp_path),
-        "--preset",
-        "ucf101_20pct",
-        *shrink,
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_two_gloo_processes(tmp_path, "--preset", "ucf101_20pct", *shrink)
     for r in (0, 1):
         assert json.loads((tmp_path / f"rank{r}.json").read_text())["batchnorm"] == ["CpuSyncBatchNorm"]
     assert_same_weights(*(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)))

@@ -33,7 +33,7 @@ from torchvision.io import write_jpeg
 from tgsemi.config import load_config
 from tgsemi.data import datasets, synth, transforms, video
 from tgsemi.data.annotations import Sample
-from tgsemi.data.datasets import UnlabeledDataset
+from tgsemi.data.datasets import UnlabeledDataset, strong_options
 from tgsemi.data.sampling import train_clip_indices
 
 RAWFRAMES = "rawframes"  # a folder of JPEGs: no video backend involved
@@ -53,11 +53,7 @@ def build(
         resize=d.resize,
         crop=d.crop,
         crop_area=d.crop_area,
-        strong_aug=d.strong_aug,
-        strong_level=d.strong_level,
-        tg_fill=d.tg_fill,
-        strong_ops_tg=d.strong_ops_tg,
-        strong_on=strong_on,
+        **{**strong_options(d), "strong_on": strong_on},
     )
 
 

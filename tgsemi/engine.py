@@ -34,7 +34,14 @@ from tgsemi.data import bad_inputs
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.batch_aug import StrongViews
 from tgsemi.data.build import Splits, build_splits
-from tgsemi.data.datasets import EpochSampler, EvalDataset, FrameCache, LabeledDataset, UnlabeledDataset
+from tgsemi.data.datasets import (
+    EpochSampler,
+    EvalDataset,
+    FrameCache,
+    LabeledDataset,
+    UnlabeledDataset,
+    strong_options,
+)
 from tgsemi.errors import ConfigError, NonFiniteLossError
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import Batch, Method, get_method
@@ -113,11 +120,7 @@ class Loaders:
         self.unlabeled = UnlabeledDataset(
             d.root,
             splits.unlabeled,
-            strong_aug=d.strong_aug,
-            strong_level=d.strong_level,
-            tg_fill=d.tg_fill,
-            strong_ops_tg=d.strong_ops_tg,
-            strong_on=d.strong_on,
+            **strong_options(d),
             **train_aug,
             **common,
         )

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms.v2 import functional as F
 
+from tgsemi.config import DataConfig
 from tgsemi.data.annotations import Sample, resolve_path
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.sampling import test_clip_indices, train_clip_indices
@@ -231,6 +232,17 @@ def strong_augmentation(
     if kind == "reference":
         return ReferenceStrongAug(level, fill=fill, ops=ops)
     return StrongAug(fill=fill, ops=ops)
+
+
+def strong_options(d: DataConfig) -> dict:
+    """``UnlabeledDataset``'s strong-view keywords from a run's data config."""
+    return dict(
+        strong_aug=d.strong_aug,
+        strong_level=d.strong_level,
+        tg_fill=d.tg_fill,
+        strong_ops_tg=d.strong_ops_tg,
+        strong_on=d.strong_on,
+    )
 
 
 class UnlabeledDataset(LabeledDataset):

@@ -2,16 +2,21 @@
 
 The full pipeline is ``UnlabeledDataset.__getitem__``, one item of the unlabeled
 stream exactly as training builds it: decode the frame pairs {i_k, i_k + 1} of a
-random clip, take the TG, weak augmentation of RGB and TG together, strong
-augmentation of each, normalisation. The floor decodes the same frames and
+random clip, weak augmentation of the frames (crop, resize, flip), the TG, strong
+augmentation of RGB and TG, normalisation. The floor decodes the same frames and
 nothing else. Measured on the synthetic ``demo`` set at the ``synthetic_cpu``
 preset's clip shape, and on UCF-101-sized video (320x240, 250 frames, 25 fps)
 at the ``ucf101`` preset's: XviD with a keyframe every 12 frames or a single
 one, and the same frames as a JPEG rawframe folder. ``--strong-on batch`` measures
 the item that leaves strong augmentation and normalisation to the training device
-(``data.strong_on: batch``): decode, TG, weak augmentation.
+(``data.strong_on: batch``): decode, weak augmentation, TG.
 
-    .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R] [--strong-on batch]
+Decoding a clip and building its item alternate clip by clip, so that both see the same
+load on a shared machine; the ratio is taken per round and the median and range over the
+rounds are reported. ``--blocks`` times each in blocks of ``--clips`` clips instead, as a
+DataLoader worker builds items back to back.
+
+    .venv/bin/python benchmarks/data_pipeline.py [--demo DIR] [--clips N] [--rounds R] [--strong-on batch] [--blocks]
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ import os
 import pstats
 import tempfile
 import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +61,14 @@ def build(
     )
 
 
-def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[Keys], None]:
+def decode_only(ds: UnlabeledDataset, totals: list[int]) -> Callable[[tuple[int, int]], None]:
     """Read the frames ``ds[key]`` reads and nothing else; ``totals`` are the
     frame counts, taken beforehand."""
 
-    def run(keys: Keys) -> None:
-        for i, seed in keys:
-            idx = train_clip_indices(totals[i], ds.clip_len, ds.frame_interval, 1, np.random.default_rng(seed))
-            video.read_frames(ds.paths[i], np.union1d(idx, idx + 1), ds.backend)
+    def run(key: tuple[int, int]) -> None:
+        i, seed = key
+        idx = train_clip_indices(totals[i], ds.clip_len, ds.frame_interval, 1, np.random.default_rng(seed))
+        video.read_frames(ds.paths[i], np.union1d(idx, idx + 1), ds.backend)
 
     return run
 
@@ -74,11 +78,16 @@ def full_pipeline(ds: UnlabeledDataset, keys: Keys) -> None:
         ds[key]
 
 
-def clips_per_s(run: Callable[[Keys], None], keys: Keys) -> float:
-    """Per CPU-second of this process: time other jobs hold the core does not count."""
-    start = time.process_time()
-    run(keys)
-    return len(keys) / (time.process_time() - start)
+def interleaved(runs: Sequence[Callable[[tuple[int, int]], None]], keys: Keys) -> np.ndarray:
+    """Clips per CPU-second of each run, the runs alternating clip by clip. CPU time of this
+    process: time other jobs hold the core does not count."""
+    spent = np.zeros(len(runs))
+    for key in keys:
+        for j, run in enumerate(runs):
+            start = time.process_time()
+            run(key)
+            spent[j] += time.process_time() - start
+    return len(keys) / spent
 
 
 def draw_keys(ds: UnlabeledDataset, n: int, seed: int) -> Keys:
@@ -86,10 +95,10 @@ def draw_keys(ds: UnlabeledDataset, n: int, seed: int) -> Keys:
     return [(int(rng.integers(len(ds))), int(rng.integers(2**62))) for _ in range(n)]
 
 
-STAGES = {  # where an item's time goes; "resize + TG" is load_rgb_tg less its decoding (with the frame count)
+STAGES = {  # where an item's time goes; "TG" is load_rgb_tg less its decoding (with the frame count) and weak aug
     "decode": (video.read_frames,),
-    "resize + TG": (datasets.load_rgb_tg,),
-    "weak aug": (transforms.WeakAug.__call__,),
+    "weak aug: crop, resize, flip": (transforms.WeakAug.__call__,),
+    "TG (with gathering the pairs)": (datasets.load_rgb_tg,),
     "strong aug (x2)": (transforms.StrongAug.__call__, transforms.ReferenceStrongAug.__call__),
     "normalize": (transforms.normalize,),
 }
@@ -107,7 +116,7 @@ def stage_shares(ds: UnlabeledDataset, keys: Keys) -> dict[str, float]:
         for name, fs in STAGES.items()
     }
     cum = {name: sum(s[3] for k, s in stats.items() if k in codes[name]) for name in STAGES}
-    cum["resize + TG"] -= cum["decode"]
+    cum["TG (with gathering the pairs)"] -= cum["decode"] + cum["weak aug: crop, resize, flip"]
     cum["other (seeding, sampling, copies)"] = total - sum(cum.values())
     return {name: t / total for name, t in cum.items()}
 
@@ -116,7 +125,7 @@ def ucf_like(folder: Path) -> dict[str, Path]:
     """A 320x240, 250-frame clip as XviD at UCF-101's average bit rate (GOP 12
     and GOP 250) and as MMAction2 rawframes (JPEG quality 95, as denseflow writes)."""
     rng = np.random.default_rng
-    frames = synth.render_clip("Circle", rng(0), rng(1), None, 250, (320, 240), 2.0, 6, 3.0)
+    frames = synth.static_clip("Circle", rng(0), rng(1), None, 250, (320, 240), 2.0, 6, 3.0).video
     out = {}
     for gop in (12, 250):
         out[f"GOP {gop}"] = folder / f"ucf_like_gop{gop}.avi"
@@ -136,7 +145,7 @@ def main() -> None:
         "--rounds",
         type=int,
         default=5,
-        help="decode and full pipeline alternate; the best round counts (robust to a busy machine)",
+        help="rounds of --clips clips, decode and full item alternating clip by clip; median and range reported",
     )
     parser.add_argument(
         "--strong-on",
@@ -144,6 +153,8 @@ def main() -> None:
         default="item",
         help="batch: the item without strong augmentation and normalisation (data.strong_on)",
     )
+    parser.add_argument("--backends", nargs="+", help="only these video backends (default: every one installed)")
+    parser.add_argument("--blocks", action="store_true", help="decode and items in blocks of --clips clips")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # per core: one CPU, one thread
     torch.set_num_threads(1)
@@ -174,18 +185,28 @@ def main() -> None:
         cases.append(
             ("UCF-like 320x240 JPEG rawframes", tmp, [Sample(ucf[RAWFRAMES].name, -1, 250)], "ucf101", [RAWFRAMES])
         )
-        print(f"clips per CPU-second, one core, one thread: best of {args.rounds} rounds of {args.clips} clips\n")
+        print(
+            f"clips per CPU-second, one core, one thread: median of {args.rounds} rounds of {args.clips} clips "
+            f"{'in blocks' if args.blocks else 'alternating'} [range of the per-round ratio]\n"
+        )
         print("| videos | preset | backend | decode only | full pipeline | full / decode |\n|---|---|---|---|---|---|")
         for name, root, samples, preset, backends in cases:
-            for backend in backends:
+            for backend in [b for b in backends if b == RAWFRAMES or not args.backends or b in args.backends]:
                 ds = build(root, samples, preset, None if backend == RAWFRAMES else backend, args.strong_on)
                 totals = [s.total_frames or video.num_frames(p, ds.backend) for s, p in zip(ds.samples, ds.paths)]
-                runs = (decode_only(ds, totals), partial(full_pipeline, ds))
-                rounds = [
-                    [clips_per_s(run, draw_keys(ds, args.clips, seed)) for run in runs] for seed in range(args.rounds)
-                ]
-                floor, full = np.max(rounds, axis=0)
-                print(f"| {name} | {preset} | {backend} | {floor:.0f} | {full:.0f} | {full / floor:.2f} |", flush=True)
+                runs = (decode_only(ds, totals), ds.__getitem__)
+                keys = [draw_keys(ds, args.clips, seed) for seed in range(args.rounds)]
+                if args.blocks:
+                    rounds = np.array([[interleaved([run], k)[0] for run in runs] for k in keys])
+                else:
+                    rounds = np.array([interleaved(runs, k) for k in keys])
+                floor, full = np.median(rounds, axis=0)
+                ratio = rounds[:, 1] / rounds[:, 0]
+                print(
+                    f"| {name} | {preset} | {backend} | {floor:.0f} | {full:.0f} | "
+                    f"{np.median(ratio):.2f} [{ratio.min():.2f}, {ratio.max():.2f}] |",
+                    flush=True,
+                )
         print(f"\nWhere the full pipeline's time goes ({video.default_backend()}, cProfile, {args.clips} clips):\n")
         print("| stage | " + " | ".join(name for name, *_ in cases[:2]) + " |\n|---|---|---|")
         shares = []

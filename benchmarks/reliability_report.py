@@ -105,13 +105,18 @@ def render(records: list[dict], results: dict[str, tuple[str, str]], rc: int, wa
     return "\n".join(out) + "\n"
 
 
+HAND_WRITTEN = "\n## Red team"  # the sections from here on are written by hand (input, before, now)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         records, results, rc, wall = run_suite(Path(work))
-    args.out.write_text(render(records, results, rc, wall))
+    old = args.out.read_text() if args.out.exists() else ""
+    kept = old[old.index(HAND_WRITTEN) :] if HAND_WRITTEN in old else ""  # the red-team tables stay
+    args.out.write_text(render(records, results, rc, wall) + kept)
     print(f"wrote {args.out} ({len(records)} records, pytest exit code {rc})")
     return rc
 

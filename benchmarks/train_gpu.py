@@ -60,6 +60,7 @@ TINY_OVERRIDES = [
     "model.projection_dim=16",
     "data.resize=36",
     "data.crop=32",
+    "eval.crop=null",
     "data.clip_len=4",
     "data.frame_interval=2",
 ]

@@ -108,6 +108,23 @@ def test_suites_are_selected_by_name_or_replaced_by_corruptions():
     assert severities("1-5") == [1, 2, 3, 4, 5] and severities("1,3-4") == [1, 3, 4] and severities("2") == [2]
 
 
+def test_bad_corruption_arguments_and_cli_choices_name_the_culprit(capsys):
+    from tgsemi.analysis.gradcam import LAYERS
+    from tgsemi.models import STREAMS
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(TgsemiError, match="'fog_typo'"):
+        corrupt(frames, "fog_typo")
+    with pytest.raises(TgsemiError, match="severity of jpeg"):
+        corrupt(frames, "jpeg", severity=6)
+    # the CLI's choices are the library's lists: an unknown one is argparse's usage error listing them
+    for option, value, options in (("--layer", "fc", LAYERS), ("--modality", "flow", STREAMS)):
+        with pytest.raises(SystemExit):
+            main(["gradcam", "run", "test:0", option, value, "--out", "x"])
+        err = capsys.readouterr().err
+        assert f"argument {option}" in err and repr(value) in err and all(o in err for o in options)
+
+
 def test_mpc_rpc_and_relative_robustness_follow_their_definitions():
     acc = {"h264_crf": {"1": 70.0, "2": 50.0}, "reversal": {"1": 40.0, "2": 40.0}}  # reversal: no severity
     result = {

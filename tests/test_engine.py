@@ -13,7 +13,7 @@ from tgsemi.cli import main as cli
 from tgsemi.config import load_config
 from tgsemi.data.build import build_splits
 from tgsemi.demo import stale
-from tgsemi.engine import lr_at, train, train_step
+from tgsemi.engine import eval_interval, lr_at, train, train_step
 from tgsemi.errors import ConfigError
 from tgsemi.methods import Batch, get_method
 from tgsemi.models import create_model
@@ -58,6 +58,27 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_root, tmp_path, stron
         if "loss" in json.loads(ln)
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 24  # no duplicated step after resuming
+
+
+@pytest.mark.parametrize(
+    "epochs,steps_per_epoch,every", [(1, 12, 12), (0.25, 12, 3), (0.5, 7, 4), (2.5, 4, 10), (0.01, 7, 1)]
+)
+def test_eval_interval_rounds_fractional_epochs_to_the_nearest_step(epochs, steps_per_epoch, every):
+    assert eval_interval(epochs, steps_per_epoch) == every  # 3.5 steps: halves up; under one step: every step
+
+
+def test_a_fraction_of_an_epoch_validates_within_epochs_and_resumes_bit_identical(tiny_root, tmp_path):
+    """24 steps, 12 per epoch: half an epoch validates every 6 steps. A run stopped on a validation
+    step validates it again when resumed, as the uninterrupted run did before its next step (PreciseBN
+    changes the BN statistics that training carries on from)."""
+    half = "train.eval_every_epochs=0.5"
+    straight = train(tiny_cfg(tiny_root, half), tmp_path / "straight").state_dict()
+    train(tiny_cfg(tiny_root, half, "train.max_steps=6"), tmp_path / "resumed")
+    resumed = train(tiny_cfg(tiny_root, half), tmp_path / "resumed").state_dict()
+    assert_same_weights(straight, resumed)
+    for run in ("straight", "resumed"):
+        records = [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if any(k.startswith("val/") for k in r)] == [6, 12, 18, 24]
 
 
 def test_resuming_with_other_settings_is_an_error_that_names_them(tiny_root, tmp_path):
@@ -181,6 +202,7 @@ def test_paper_preset_on_two_gloo_processes_uses_sync_bn_and_precise_bn_over_the
         "data.frame_interval=2",
         "data.resize=32",
         "data.crop=28",
+        "eval.crop=null",  # the preset's 256 would not fit the 32-pixel frames
         "data.num_workers=0",
         "model.width=8",
         "model.projection_dim=16",

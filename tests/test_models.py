@@ -7,7 +7,7 @@ from torchvision.models.video import r3d_18
 
 from tgsemi.config import ModelConfig, TrainConfig
 from tgsemi.models import R3D18, TwoStream, create_model
-from tgsemi.models.r3d import SplitBatchNorm3d, bn_groups, split_batchnorm
+from tgsemi.models.r3d import BNGroups, SplitBatchNorm3d, bn_groups
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -207,34 +207,31 @@ def test_split_batchnorm_normalises_each_group_apart(groups):
     weak = torch.randn(4, 4, 2, 3, 3)
     strong = 10 * torch.randn(4, 4, 2, 3, 3) + 5  # strong views: another scale entirely
     x = torch.cat([labeled, weak, strong])
-    with split_batchnorm(torch.nn.Sequential(split), groups, stats_rows=6):
-        out = split(x)
-    assert split.groups == ()  # restored after the block
+    out = split(x, BNGroups(groups, stats_rows=6))
     for got, part in zip(out.split(list(groups)), x.split(list(groups))):
         torch.testing.assert_close(got, _normalised(part, split))
     plain(torch.cat([labeled, weak]))  # running statistics: those of the clean rows alone
     torch.testing.assert_close(split.running_mean, plain.running_mean)
     torch.testing.assert_close(split.running_var, plain.running_var)
     assert split.num_batches_tracked == plain.num_batches_tracked == 1
-    together = split(x)  # outside the block: one batch, as the paper does
+    together = split(x)  # no grouping given: one batch, as the paper does
     torch.testing.assert_close(together, _normalised(x, split))
     split.eval()
     plain.load_state_dict(split.state_dict())
-    with split_batchnorm(torch.nn.Sequential(split), groups, stats_rows=6):
-        torch.testing.assert_close(split(weak), plain.eval()(weak))  # eval ignores the split
+    torch.testing.assert_close(split(weak, BNGroups(groups, 6)), plain.eval()(weak))  # eval ignores the split
 
 
 @pytest.mark.parametrize(
     "split,sizes", [("none", (10,)), ("strong", (6, 4)), ("labeled", (2, 8)), ("views", (2, 4, 4))]
 )
 def test_bn_groups_follow_the_row_layout(split, sizes):
-    assert bn_groups(split, n_l=2, n_u=4) == sizes
-    assert bn_groups(split, n_l=2, n_u=0) == (2,)  # supervised: nothing to split
+    assert bn_groups(split, n_l=2, n_u=4) == BNGroups(sizes, stats_rows=6)  # statistics: labeled + weak
+    assert bn_groups(split, n_l=2, n_u=0).sizes == (2,)  # supervised: nothing to split
 
 
 def test_every_configurable_bn_split_has_groups():
     for split in get_args(TrainConfig.model_fields["split_bn"].annotation):
-        assert sum(bn_groups(split, 3, 5)) == 13
+        assert sum(bn_groups(split, 3, 5).sizes) == 13
 
 
 def test_split_batchnorm_is_in_every_backbone_norm_and_keeps_state_dict_keys():
@@ -242,3 +239,16 @@ def test_split_batchnorm_is_in_every_backbone_norm_and_keeps_state_dict_keys():
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d)]
     assert norms and all(isinstance(m, SplitBatchNorm3d) for m in norms)
     assert set(net.state_dict()) == set(R3D18(num_classes=5, width=4, projection_dim=None).state_dict())
+
+
+def test_bn_groups_reach_every_norm_of_the_network():
+    """With each row group normalised apart, a group's outputs are those of the group run alone:
+    true only if the grouping reaches every BatchNorm, shortcuts included."""
+    torch.manual_seed(3)
+    net = R3D18(num_classes=5, width=4, dropout=0.0, projection_dim=None).train()
+    x = torch.cat([torch.randn(2, 3, 4, 16, 16), 5 * torch.randn(4, 3, 4, 16, 16) + 2])
+    groups = bn_groups("views", n_l=2, n_u=2)
+    grouped = net(x, groups=groups).logits
+    for rows in ((0, 2), (2, 4), (4, 6)):
+        torch.testing.assert_close(grouped[slice(*rows)], net(x[slice(*rows)]).logits)
+    assert not torch.allclose(grouped, net(x).logits)  # one batch for all: another result

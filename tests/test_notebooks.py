@@ -132,3 +132,34 @@ def test_training_monitor_shows_and_reraises_a_failed_run(monkeypatch, tmp_path)
         monitor.start(wait=True)
     assert "training failed" in monitor.status.value and "no such folder" in monitor.status.value
     assert not monitor.button.disabled and not monitor.method.disabled
+
+
+def test_robustness_probe_builds_a_test_set_per_selection_and_leaves_the_clean_one_alone(tiny_runs):
+    from tgsemi.widgets import robustness_probe
+
+    path = tiny_runs["fixmatch"]
+    panel = robustness_probe([path])
+    clean = panel.clean[path]
+    first = panel.corrupted[1][path]
+    assert clean.corruption is None and first.corruption is not None
+    assert panel.images["clean"].value != panel.images["corrupted"].value  # contrast at severity 3 shows
+    panel.severity.value = 5
+    assert panel.corrupted[0] == ("contrast", 5) and panel.corrupted[1][path] is not first
+    assert first.corruption.keywords == {"name": "contrast", "severity": 3}  # the earlier set is untouched
+    assert panel.clean[path] is clean and clean.corruption is None
+
+
+def test_workspace_load_resolves_relative_data_paths_without_touching_the_run(tiny_runs, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from tgsemi.runs import load_run
+    from tgsemi.widgets import workspace
+
+    run = load_run(tiny_runs["fixmatch"])
+    relative = replace(run, cfg=run.cfg.model_copy(update={"data": run.cfg.data.model_copy(update={"root": "d/t"})}))
+    monkeypatch.setenv("TGSEMI_HOME", str(tmp_path))
+    monkeypatch.setattr(workspace, "load_run", lambda path: relative)
+    loaded = workspace.load(tiny_runs["fixmatch"])
+    assert loaded.cfg.data.root == str(tmp_path / "d" / "t")
+    assert relative.cfg.data.root == "d/t"  # the run it was given keeps its own config
+    assert loaded.cfg.data.test_list == relative.cfg.data.test_list  # unset lists stay unset

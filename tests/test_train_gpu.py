@@ -3,25 +3,18 @@ measures and the wall time it projects (the GPU numbers themselves need a GPU)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from conftest import load_script
 from tgsemi.data.annotations import read_list
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_gpu.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    """The script as a module (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("train_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_gpu")
 
 
 def test_data_is_written_once_and_listed_up_to_the_pool(bench, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.io import encode_png, write_jpeg
 
-from tgsemi.data.synth import render_clip, write_video
+from tgsemi.data.synth import static_clip, write_video
 from tgsemi.data.video import available_backends, num_frames, read_frames
 from tgsemi.errors import ConfigError, VideoReadError
 
@@ -19,7 +19,7 @@ FRAMES = 60
 def _source(seed: int) -> np.ndarray:
     """A synthetic clip whose top rows spell each frame's index in 8 black/white bits."""
     rng = np.random.default_rng
-    frames = render_clip("Circle", rng(seed), rng(seed + 1), None, FRAMES, (64, 48), 1.0, 2, 2.0)
+    frames = static_clip("Circle", rng(seed), rng(seed + 1), None, FRAMES, (64, 48), 1.0, 2, 2.0).video
     bits = (np.arange(FRAMES)[:, None] >> np.arange(8)) & 1
     frames[:, :8] = np.repeat(bits * 255, 8, axis=1)[:, None, :, None].astype(np.uint8)
     return frames

@@ -7,6 +7,7 @@ choices, the valid values) instead of hours into a run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
@@ -55,25 +56,36 @@ ReferenceOp = Literal[  # the reference's 15 strong ops (transforms.REFERENCE_OP
     "Cutout",
 ]
 
+# Upper bounds far beyond any real setting: a value past them is a typo, refused before it exhausts memory
+# (a 10**9-frame clip, a 10**6-wide network) instead of failing deep in a run.
+MAX_FRAMES = 1024  # clip_len, frame_interval
+MAX_SIDE = 4096  # resize, crops (pixels)
+MAX_BATCH = 65536  # clips in a batch
+MAX_SEED = 2**32 - 1  # numpy's legacy RandomState, sklearn and most seeders take 32-bit seeds
+PathText = Annotated[str, Field(min_length=1)]  # "" would silently mean the working directory
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
-    root: str = "data/demo"
-    train_list: str | None = None  # default: ROOT/trainlist01.txt
-    test_list: str | None = None  # default: ROOT/testlist01.txt
-    labeled_list: str | None = None
+    root: PathText = "data/demo"
+    train_list: PathText | None = None  # default: ROOT/trainlist01.txt
+    test_list: PathText | None = None  # default: ROOT/testlist01.txt
+    labeled_list: PathText | None = None
     labeled_fraction: float | None = Field(0.2, gt=0, le=1)
     split_strategy: Literal["stratified", "random", "per-class"] = "stratified"
     per_class: int | None = Field(None, ge=1)
     unlabeled: Literal["all", "complement"] = "all"
-    clip_len: int = Field(8, ge=1)
-    frame_interval: int = Field(8, ge=1)
-    resize: int = Field(128, ge=8)  # short side before cropping
-    crop: int = Field(112, ge=8)
-    crop_area: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range
+    clip_len: int = Field(8, ge=1, le=MAX_FRAMES)
+    frame_interval: int = Field(8, ge=1, le=MAX_FRAMES)
+    resize: int = Field(128, ge=8, le=MAX_SIDE)  # short side before cropping
+    crop: int = Field(112, ge=8, le=MAX_SIDE)  # at most resize: test crops are cut from the resized frame
+    crop_area: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (
+        0.08,
+        1.0,
+    )  # RandomResizedCrop's area range (lo, hi), lo <= hi
     # strong views: the authors' 2 of 15 ops at `strong_level` (docs/method.md section 4), or
     # torchvision's RandAugment(2, 9) plus a cutout. Defaults throughout keep what runs saved before
     # an option existed computed; the paper presets set the reference's values.
@@ -87,13 +99,23 @@ class DataConfig(_Strict):
     # training device from uint8 weak views (data/batch_aug.py). batch is implemented for the reference
     # ops only (strong_aug=reference); it draws other random numbers than item, from the same distribution.
     strong_on: Literal["item", "batch"] = "item"
-    backend: str | None = None
+    backend: Literal["pyav", "decord", "torchcodec"] | None = None  # video.BACKENDS (tests check they agree)
     # DataLoader workers per process; auto: sized from the usable CPUs (cpus.loader_workers)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
     cache_frames: bool = False  # keep training videos decoded in memory (datasets.FrameCache; num_workers 0 or auto)
     on_missing: Literal["error", "skip"] = "error"
     max_bad_fraction: float = Field(0.1, ge=0, le=1)
     allow_outside_root: bool = False
+    # symbolic links inside the root that lead out of it: refused unless true (allow_outside_root implies it)
+    follow_symlinks: bool = False
+    # videos without labels that join the unlabeled pool: a list of paths (one a line, under root) or a folder
+    unlabeled_list: PathText | None = None
+    # class names (UCF-101's classInd.txt or one name a line), shared by every list; default: ROOT/classInd.txt
+    # when there is one, else the sorted union of the names the lists use (Kinetics CSVs, HMDB-51 split folders)
+    class_index: PathText | None = None
+    # input guards: larger files are bad inputs, refused before a byte is read; so is a read that takes longer
+    max_file_mb: float | None = Field(4096, gt=0)
+    max_decode_seconds: float | None = Field(120, gt=0)
 
     @field_validator("num_workers", mode="before")
     @classmethod
@@ -106,12 +128,39 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _tg_ops_of_the_chosen_aug(self) -> "DataConfig":
         valid = get_args(ReferenceOp if self.strong_aug == "reference" else RandAugmentOp)
-        bad = [op for op in self.strong_ops_tg or [] if op not in valid]
-        if bad or self.strong_ops_tg == []:
+        ops = self.strong_ops_tg
+        bad = [op for op in ops or [] if op not in valid]
+        if bad or ops == [] or (ops and len(set(ops)) < len(ops)):
             raise ValueError(
-                f"strong_ops_tg must be a non-empty subset of the {self.strong_aug} ops "
+                f"strong_ops_tg must be a non-empty subset of the {self.strong_aug} ops, each once, "
                 f"{list(valid)}, got {self.strong_ops_tg}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _crops_fit(self) -> "DataConfig":
+        lo, hi = self.crop_area
+        if lo > hi:
+            raise ValueError(f"crop_area: must be a range [lo, hi] with lo <= hi, got {list(self.crop_area)}")
+        if self.crop > self.resize:  # the test crops would be padded with black
+            raise ValueError(
+                f"crop: must be at most data.resize ({self.resize}), the frames' short side, got {self.crop}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_labeled_subset_size(self) -> "DataConfig":
+        """What ``build_splits`` passes ``make_split`` when there is no labeled list, checked here so the
+        key is named at load instead of at start-up."""
+        if self.labeled_list is not None:
+            return self
+        if (self.per_class is not None) != (self.split_strategy == "per-class"):
+            raise ValueError(
+                f"per_class: goes with split_strategy 'per-class' and only with it "
+                f"(split_strategy {self.split_strategy!r}, per_class {self.per_class})"
+            )
+        if self.split_strategy != "per-class" and self.labeled_fraction is None:
+            raise ValueError("labeled_fraction: needed without a labeled_list (or use split_strategy per-class)")
         return self
 
     @model_validator(mode="after")
@@ -134,9 +183,9 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    width: int = Field(64, ge=4)  # base width: 64 is the paper's R3D-18
+    width: int = Field(64, ge=4, le=1024)  # base width: 64 is the paper's R3D-18
     dropout: float = Field(0.5, ge=0, lt=1)
-    projection_dim: int = Field(512, ge=1)
+    projection_dim: int = Field(512, ge=1, le=65536)
     modality: Literal["rgb", "tg"] = "rgb"  # stream of single-stream methods
     # table4: supplement Table 4 (no max-pool, for 112 crops); mmaction: the authors' ResNet3d
     # (1x3x3 max-pool after the stem, 2x1x1 temporal max-pool after layer1, for 224 crops)
@@ -147,36 +196,56 @@ class ModelConfig(_Strict):
     bn_momentum: float = Field(0.1, ge=0, le=1)
     # None: PyTorch's default Linear init in the projection head; the authors': N(0, 0.01)
     projection_init_std: float | None = Field(None, gt=0)
+    # initial weights of the networks in pretrained_streams (models/pretrained.py): none (random), torchvision_k400
+    # (torchvision's Kinetics-400 r3d_18, through its weights API; width 64), or the path of a tgsemi run /
+    # checkpoint (its network of the same stream) or of a state dict file. Read when a run starts, not on resume.
+    pretrained: str = "none"
+    pretrained_streams: list[Literal["rgb", "tg"]] = ["rgb"]
+    # the mean / std the first convolution sees its input normalised with: the clips are always normalised
+    # with ImageNet's, and a network whose weights expect others maps them there exactly (pretrained.py).
+    # auto: kinetics400 for networks started from torchvision_k400 (torchvision's video statistics), else imagenet
+    input_norm: Literal["auto", "imagenet", "kinetics400"] = "auto"
+
+    @model_validator(mode="after")
+    def _torchvision_weights_fit(self) -> "ModelConfig":
+        if self.pretrained == "torchvision_k400" and self.width != 64:
+            raise ValueError(
+                f"model.pretrained=torchvision_k400 is torchvision's r3d_18, of width 64: "
+                f"set model.width=64 (got {self.width})"
+            )
+        if not self.pretrained_streams:
+            raise ValueError("model.pretrained_streams must name at least one of rgb, tg")
+        return self
 
 
 class LossConfig(_Strict):
     threshold: float = Field(0.3, ge=0, le=1)
     distribution_alignment: bool = False  # methods.base.pseudo_labels; not in the paper's recipe
-    unlabeled_weight: float = 1.0
+    # weights of minimised terms: a negative one would maximise its term (the loss climbs); 0 turns it off
+    unlabeled_weight: float = Field(1.0, ge=0)
     unlabeled_warmup_epochs: float = Field(30, ge=0)
-    align_weight: float = 1.0
-    align_stages: list[int] = [0, 1, 2, 3]
-    contrast_weight: float = 1.0
+    align_weight: float = Field(1.0, ge=0)
+    align_stages: list[Annotated[int, Field(ge=0, le=3)]] = [0, 1, 2, 3]  # [] is no alignment, as align_weight 0
+    contrast_weight: float = Field(1.0, ge=0)
     temperature: float = Field(0.5, gt=0)
 
     @model_validator(mode="after")
     def _stages_exist(self) -> "LossConfig":
-        bad = [s for s in self.align_stages if s not in (0, 1, 2, 3)]
-        if bad:
-            raise ValueError(f"align_stages must be drawn from [0, 1, 2, 3], got {bad}")
+        if len(set(self.align_stages)) < len(self.align_stages):
+            raise ValueError(f"align_stages: must be drawn from [0, 1, 2, 3], each once, got {self.align_stages}")
         return self
 
 
 class TrainConfig(_Strict):
     epochs: float = Field(180, gt=0)
     max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(5, ge=1)  # labeled clips per rank
-    mu: int = Field(1, ge=0)  # unlabeled clips per labeled clip
+    batch_size: int = Field(5, ge=1, le=MAX_BATCH)  # labeled clips per rank
+    mu: int = Field(1, ge=0, le=1024)  # unlabeled clips per labeled clip
     lr: float = Field(0.2, gt=0)  # for a global labeled batch of base_batch_size
     base_batch_size: int = Field(40, ge=1)
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    clip_grad_norm: float | None = 40.0
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD's: 1 or more never forgets a gradient (diverges)
+    weight_decay: float = Field(1e-4, ge=0)
+    clip_grad_norm: float | None = Field(40.0, gt=0)  # None: no clipping
     warmup_epochs: float = Field(30, ge=0)
     # warmup_cosine: linear warm-up from 0.1x, then cosine over the remaining steps, per step;
     # mmcv_cosine: the reference's (mmcv CosineAnnealing by epoch over all epochs, linear warm-up factor)
@@ -191,6 +260,8 @@ class TrainConfig(_Strict):
     # BN statistics recomputed before each validation from `labeled` clips with training augmentation,
     # or (the reference) from the whole `train` split through the validation pipeline (centre crop)
     precise_bn_data: Literal["labeled", "train"] = "labeled"
+    # validation every round(eval_every_epochs x steps per epoch) steps (halves up, at least 1) and at the
+    # end: fractions of an epoch validate within epochs (short runs), whole numbers at epoch ends
     eval_every_epochs: float = Field(5, gt=0)
     ckpt_every_steps: int = Field(500, ge=1)
     ckpt_every_epochs: int | None = Field(None, ge=1)  # also at the end of every N epochs (the reference: 5)
@@ -216,17 +287,17 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    clips: int = Field(10, ge=1)
+    clips: int = Field(10, ge=1, le=MAX_FRAMES)
     crops: Literal[1, 3] = 3
-    # side of the three test crops (None: data.crop; the reference: 256); one crop is always the
-    # validation pipeline's centre data.crop
-    crop: int | None = Field(None, ge=8)
-    batch_size: int = Field(8, ge=1)
+    # side of the three test crops (None: data.crop; the reference: 256), at most data.resize; one crop
+    # is always the validation pipeline's centre data.crop
+    crop: int | None = Field(None, ge=8, le=MAX_SIDE)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
 
 
 class Config(_Strict):
     method: str = "tg_fixmatch"  # a name in the registry, tgsemi.methods.METHODS
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -239,6 +310,15 @@ class Config(_Strict):
         """Checked against the registry, not a fixed list: registering a method makes it valid."""
         _method(name)  # its ValueError lists the registered names
         return name
+
+    @model_validator(mode="after")
+    def _test_crops_fit(self) -> "Config":
+        if self.eval.crop is not None and self.eval.crop > self.data.resize:
+            raise ValueError(
+                f"eval.crop: must be at most data.resize ({self.data.resize}), the frames' short side, "
+                f"got {self.eval.crop}"
+            )
+        return self
 
     def streams(self) -> tuple[str, ...]:
         """Networks this method trains: those its ``Method`` names, else the chosen modality."""
@@ -271,14 +351,23 @@ def _preset_path(name_or_path: str) -> Path:
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
+        loc, msg = e["loc"], e["msg"]
+        # a check across keys (a model validator) names the key at fault first: "crop: must be ..."
+        named = re.match(r"([a-z_][\w.]*): (.*)", str(e.get("ctx", {}).get("error", "")), re.S)
+        if e["type"] == "value_error" and named and _is_key(loc + tuple(named.group(1).split("."))):
+            loc, msg = loc + tuple(named.group(1).split(".")), named.group(2)
+        key = ".".join(str(p) for p in loc) or "<root>"
         if e["type"] == "extra_forbidden":
             parent = _model_at(Config, e["loc"][:-1])
             valid = ", ".join(parent.model_fields) if parent else "?"
             msg = f"unknown key; valid keys here: {valid}"
         lines.append(f"  {key}: {msg}")
     return "invalid config:\n" + "\n".join(lines)
+
+
+def _is_key(loc: tuple) -> bool:
+    parent = _model_at(Config, loc[:-1])
+    return bool(loc) and parent is not None and str(loc[-1]) in parent.model_fields
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
@@ -290,8 +379,12 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _load_yaml(path: Path) -> dict:
-    """One preset, following its optional ``base:`` chain (a preset name or path)."""
+def _load_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One preset, following its optional ``base:`` chain (a preset name or path); ``chain``: the
+    files that named this one as their base, so that a chain which loops is named, not recursed."""
+    chain += (path.resolve(),)
+    if chain[-1] in chain[:-1]:
+        raise ConfigError(f"{path}: the base: chain loops: {' -> '.join(str(p) for p in chain)}")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path))
     except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
@@ -301,7 +394,7 @@ def _load_yaml(path: Path) -> dict:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    parent = _load_yaml(_preset_path(str(base)))
+    parent = _load_yaml(_preset_path(str(base)), chain)
     return _merge(path, parent, raw)
 
 
@@ -348,8 +441,8 @@ RESUMABLE = (
 )
 
 
-def config_changes(old: Config, new: Config) -> list[str]:
-    """``"key: old -> new"`` for each setting that differs, except keys under ``RESUMABLE``."""
+def flat_config(cfg: Config) -> dict:
+    """``{"train.lr": 0.2, ...}``: every setting under its dotted key (as overrides name it)."""
 
     def leaves(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -357,7 +450,12 @@ def config_changes(old: Config, new: Config) -> list[str]:
             out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    a, b = leaves(old.model_dump()), leaves(new.model_dump())
+    return leaves(cfg.model_dump())
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """``"key: old -> new"`` for each setting that differs, except keys under ``RESUMABLE``."""
+    a, b = flat_config(old), flat_config(new)
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
         for k in sorted(a.keys() | b.keys())
@@ -365,5 +463,10 @@ def config_changes(old: Config, new: Config) -> list[str]:
     ]
 
 
+def config_yaml(cfg: Config) -> str:
+    """The resolved config as YAML: what a run saves as config.yaml and ``--print-config`` shows."""
+    return OmegaConf.to_yaml(OmegaConf.create(cfg.model_dump()))
+
+
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg.model_dump())))
+    path.write_text(config_yaml(cfg))

@@ -9,6 +9,7 @@ few labels, teaches the RGB network to look at the motion too.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from tgsemi.methods import METHODS, get_method
 from tgsemi.runfiles import RunPaths
 from tgsemi.runs import eval_run, load_run
 
+log = logging.getLogger(__name__)
+
 
 def ensure_data(data_dir: Path, preset: str) -> Path:
     """Build the synthetic set unless ``data_dir`` already holds one made by the current preset."""
     made = data_dir / RECIPE
     if not made.exists() or json.loads(made.read_text()) != recipe(preset):
-        print(f"building the synthetic {preset!r} dataset in {data_dir} ...")
+        log.info("building the synthetic %r dataset in %s ...", preset, data_dir)
         make_dataset(data_dir, preset=preset, seed=0)
     return data_dir
 
@@ -74,7 +77,7 @@ def run_demo(
             run_dir = out / f"{method}_seed{seed}"
             cfg = load_config("synthetic_cpu", overrides + [f"method={method}", f"seed={seed}"])
             if why := stale(run_dir, cfg):
-                print(f"{run_dir}: {why}; training it again")
+                log.warning("%s: %s; training it again", run_dir, why)
                 shutil.rmtree(run_dir)  # the demo's own output: everything in it is remade
             train(cfg, run_dir)
             run = load_run(run_dir)

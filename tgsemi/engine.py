@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -28,12 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tgsemi import checkpoint, cpus, distributed
-from tgsemi.config import Config, config_changes, config_from_dict, save_config
+from tgsemi import checkpoint, cpus, distributed, runlock, stopping
+from tgsemi.config import Config, config_changes, config_from_dict, config_yaml, flat_config, save_config
 from tgsemi.data import bad_inputs
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.batch_aug import StrongViews
 from tgsemi.data.build import Splits, build_splits
+from tgsemi.data.check import preflight
 from tgsemi.data.datasets import (
     EpochSampler,
     EvalDataset,
@@ -42,14 +44,16 @@ from tgsemi.data.datasets import (
     UnlabeledDataset,
     strong_options,
 )
-from tgsemi.errors import ConfigError, NonFiniteLossError
+from tgsemi.data.video import Decoding
+from tgsemi.errors import CheckpointError, ConfigError, NonFiniteLossError, RunInterrupted
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import Batch, Method, get_method
 from tgsemi.methods.base import pseudo_label_accuracy
 from tgsemi.models import TwoStream, create_model
-from tgsemi.models.r3d import bn_groups, split_batchnorm
+from tgsemi.models.r3d import bn_groups
 from tgsemi.models.sync_bn import convert_sync_batchnorm
-from tgsemi.runfiles import RunPaths, parse_jsonl
+from tgsemi.outputs import writing
+from tgsemi.runfiles import RunPaths, read_metrics, trained_on
 from tgsemi.runtime import autocast, pick_device, to_device, use_amp
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ class Position:
     epoch_batches: int = 0  # unlabeled batches consumed in this epoch
     labeled_pass: int = 0
     labeled_batches: int = 0  # labeled batches consumed in this pass
+    best_top1: float = -1.0  # the best validation top-1 of the inference stream so far (best.pt)
 
     def advance(self, labeled_at: tuple[int, int]) -> None:
         """A step is done; ``labeled_at`` is where its labeled batch left that stream (pass, batches)."""
@@ -107,7 +112,7 @@ class Loaders:
         common = dict(
             clip_len=d.clip_len,
             frame_interval=d.frame_interval,
-            backend=d.backend,
+            backend=Decoding.of(d),  # the backend, input guards and decode-time short side
             bad=bad,
             allow_outside_root=d.allow_outside_root,
         )
@@ -306,13 +311,14 @@ class TrainLog:
         )
         if self.enabled:
             if self.path.exists():
-                kept = [r for r in parse_jsonl(self.path.read_text()) if _kept(r, pos.step)]
+                kept = [r for r in read_metrics(self.path) if _kept(r, pos.step)]
                 tmp = self.path.with_name(self.path.name + ".tmp")
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
                 tmp.replace(self.path)  # a kill right now must not empty the log
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(t.paths.tensorboard, purge_step=pos.step + 1 if pos.step else None)
+            self.tb.add_text("config", "    " + config_yaml(t.cfg).replace("\n", "\n    "), pos.step)  # as code
         self.t_last = time.perf_counter()
 
     def step(self, pos: Position, r: StepResult) -> None:
@@ -333,22 +339,34 @@ class TrainLog:
         if not self.enabled:
             return
         clean = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in values.items()}
-        with open(self.path, "a") as f:
+        with writing(self.path), open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **clean}) + "\n")
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self.tb.add_scalar(k, v, step)
+        with writing(self.tb.log_dir):  # TensorBoard's writer thread reports its failures here
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def hparams(self, final: dict) -> None:
+        """The run's settings beside its final validation, for TensorBoard's HParams comparison."""
+        if not self.enabled:
+            return
+        flat = flat_config(self.cfg)
+        scalars = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        metrics = {f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        with writing(self.tb.log_dir):
+            self.tb.add_hparams(scalars, metrics, run_name="hparams")
 
     def close(self) -> None:
         self.bar.close()
         if self.enabled:
-            self.tb.close()
+            with writing(self.tb.log_dir):
+                self.tb.close()
 
 
 def _kept(record: dict, resume_step: int) -> bool:
     """Whether a metrics record survives a resume at ``resume_step``: training records
     up to that step; evaluation records only before it, because the resumed run
-    evaluates at that step again (end of epoch, or the final evaluation)."""
+    evaluates at that step again (before its next step, or the final evaluation)."""
     step = record.get("step")
     return isinstance(step, int) and (step < resume_step or (step == resume_step and "loss" in record))
 
@@ -371,8 +389,8 @@ def train_step(
     """
     model.train()
     groups = bn_groups(cfg.train.split_bn, batch.n_l, batch.n_u)
-    with autocast(device, amp), split_batchnorm(model, groups, stats_rows=batch.n_l + batch.n_u):
-        out = model(inputs, n_project=batch.n_l + batch.n_u if method.needs_projection else 0)
+    with autocast(device, amp):
+        out = model(inputs, n_project=batch.n_l + batch.n_u if method.needs_projection else 0, groups=groups)
     terms, diag, pseudo = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
@@ -389,32 +407,68 @@ def train_step(
 
 def train(cfg: Config, run_dir: str | Path) -> TwoStream:
     """Train (or resume) the run in ``run_dir``; returns the trained networks
-    (also saved as ``run_dir/checkpoints/last.pt``)."""
-    t, pos = setup(cfg, RunPaths(run_dir))
-    if pos.step >= t.total:  # finished already: re-running the command changes nothing
-        return t.net
+    (also saved as ``run_dir/checkpoints/last.pt``). One process at a time trains a run folder
+    (``runlock``); SIGINT or SIGTERM stop it at the next step boundary with a checkpoint,
+    raising ``RunInterrupted`` (``stopping``)."""
+    distributed.setup()
+    paths = RunPaths(run_dir)
+    with runlock.hold(paths, distributed.is_main()), stopping.on_signals() as stop:
+        return _train(cfg, paths, stop)
+
+
+def _train(cfg: Config, paths: RunPaths, stop: stopping.StopRequest) -> TwoStream:
+    t, pos = setup(cfg, paths)
+    if pos.step >= t.total and (pos.step == 0 or _validated_at(paths, pos.step)):
+        return t.net  # finished already (or nothing to train): re-running the command changes nothing
     logged = TrainLog(t, pos)
     labeled = t.loaders.labeled_batches(pos.labeled_pass, pos.labeled_batches)
+    every = eval_interval(cfg.train.eval_every_epochs, t.loaders.steps_per_epoch)
     while pos.step < t.total:
         for unl in t.loaders.unlabeled_batches(pos.epoch, pos.epoch_batches):
             if pos.step >= t.total:
                 break
+            if pos.step and pos.step % every == 0:  # before the next step: a run resumed here validates too
+                logged.write(pos.step, validated(t, pos))
             labeled_at, lab = next(labeled)
             result = one_step(t, pos, lab, unl)
             pos.advance(labeled_at)
             logged.step(pos, result)
-            if pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < t.total:
+            signum = stop.requested(t.device) if pos.step < t.total else 0
+            if signum or (pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < t.total):
                 save_checkpoint(t, pos)
+            if signum:
+                raise _stopped(t, pos, signum, logged)
         else:  # the epoch's unlabeled batches are used up
             pos.next_epoch()
             if pos.step < t.total:
-                end_epoch(t, pos, logged)
-    logged.write(pos.step, validate(t))
-    save_checkpoint(t, pos)
+                end_epoch(t, pos)
+    save_checkpoint(t, pos)  # before the final validation: however that ends, no training is lost
+    if signum := stop.requested(t.device):  # a rerun validates a run whose final validation is missing
+        raise _stopped(t, pos, signum, logged)
+    final = validated(t, pos)
+    logged.write(pos.step, final)
+    logged.hparams(final)
     if distributed.is_main():
         t.paths.bad_inputs.write_text(json.dumps(bad_inputs.collect(t.paths.bad_inputs_log), indent=1))
     logged.close()
     return t.net
+
+
+def _validated_at(paths: RunPaths, step: int) -> bool:
+    """Whether metrics.jsonl has the validation of ``step``: a run whose final validation failed
+    or was stopped has its final checkpoint, and its next run validates it."""
+    records = read_metrics(paths.metrics)
+    return any(r.get("step") == step and any(k.startswith("val/") for k in r) for r in records)
+
+
+def _stopped(t: Training, pos: Position, signum: int, logged: TrainLog) -> RunInterrupted:
+    """The error that ends a run a signal stopped, once its checkpoint is saved."""
+    logged.close()
+    return RunInterrupted(
+        signum,
+        f"stopped by {signal.Signals(signum).name} at step {pos.step} of {t.total}; "
+        f"checkpoint {t.paths.last} saved: the same command resumes",
+    )
 
 
 def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
@@ -436,9 +490,8 @@ def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
     splits = build_splits(cfg.data, cfg.seed)
     bad = BadInputs(cfg.data.max_bad_fraction, paths.bad_inputs_log)
     loaders = Loaders(cfg, splits, bad, streams, budget.workers, method.uses_unlabeled)
-    net = _networks(cfg, method, streams, len(splits.class_names), device)
-    if distributed.is_main():
-        _log_start(paths, cfg, device, net, budget)
+    preflight(cfg, splits, loaders.steps_per_epoch, method.uses_unlabeled, distributed.world_size())
+    net = _networks(cfg, method, streams, len(splits.class_names), device, fresh=resume is None)
     optimizer = torch.optim.SGD(
         net.parameters(),
         lr=cfg.train.lr,
@@ -455,7 +508,7 @@ def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
     total = int(cfg.train.epochs * loaders.steps_per_epoch)
     if cfg.train.max_steps is not None:
         total = min(total, cfg.train.max_steps)
-    return Training(
+    t = Training(
         cfg=cfg,
         paths=paths,
         method=method,
@@ -467,7 +520,10 @@ def setup(cfg: Config, paths: RunPaths) -> tuple[Training, Position]:
         amp=use_amp(cfg.train.amp, device),
         class_names=splits.class_names,
         total=total,
-    ), pos
+    )
+    if distributed.is_main():
+        _log_start(t, splits, budget)
+    return t, pos
 
 
 def _resumable(paths: RunPaths, cfg: Config) -> dict | None:
@@ -486,9 +542,10 @@ def _resumable(paths: RunPaths, cfg: Config) -> dict | None:
 
 
 def _networks(
-    cfg: Config, method: Method, streams: tuple[str, ...], num_classes: int, device: torch.device
+    cfg: Config, method: Method, streams: tuple[str, ...], num_classes: int, device: torch.device, fresh: bool
 ) -> TwoStream:
-    net = create_model(cfg.model, num_classes, streams, method.needs_projection).to(device)
+    """The run's networks; ``fresh`` (a run starting, not resuming) loads ``model.pretrained``."""
+    net = create_model(cfg.model, num_classes, streams, method.needs_projection, pretrained=fresh).to(device)
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     if distributed.world_size() > 1 and cfg.train.sync_bn:
@@ -496,16 +553,28 @@ def _networks(
     return net
 
 
-def _log_start(paths: RunPaths, cfg: Config, device: torch.device, net: TwoStream, budget: cpus.CpuPlan) -> None:
-    """One line that says how the run is set up: what the config asked for, as this machine resolved it."""
-    bn = {type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+def _log_start(t: Training, splits: Splits, budget: cpus.CpuPlan) -> None:
+    """What the run is about to do, as this machine resolved the config: where it writes, on what,
+    how much data, how many steps, and how its BatchNorm and CPUs are set up."""
+    cfg = t.cfg
+    bn = {type(m).__name__ for m in t.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     log.info(
-        "%s: %s on %s, %d process(es), BatchNorm: %s, PreciseBN: %d batches of the %s clips, "
-        "%d CPU(s) per process (%s), %d intra-op thread(s) (%s), %d loader worker(s)",
-        paths.root,
+        "%s: %s on %s, %d process(es); %d labeled / %d unlabeled / %d test videos, %d classes; "
+        "%d steps per epoch, %d steps in all",
+        t.paths.root,
         cfg.method,
-        device,
+        t.device,
         distributed.world_size(),
+        len(splits.labeled),
+        len(splits.unlabeled),
+        len(splits.test),
+        len(splits.class_names),
+        t.loaders.steps_per_epoch,
+        t.total,
+    )
+    log.info(
+        "BatchNorm: %s, PreciseBN: %d batches of the %s clips; %d CPU(s) per process (%s), "
+        "%d intra-op thread(s) (%s), %d loader worker(s)",
         ", ".join(sorted(bn)),
         cfg.train.precise_bn_batches,
         cfg.train.precise_bn_data,
@@ -520,10 +589,13 @@ def _log_start(paths: RunPaths, cfg: Config, device: torch.device, net: TwoStrea
 def _restore(resume: dict, net: TwoStream, optimizer: torch.optim.Optimizer, paths: RunPaths) -> Position:
     """Weights, optimiser and this rank's RNG as the checkpoint left them. Keys it does not read
     are ignored, such as the always-None ``scaler`` of checkpoints from earlier versions."""
-    net.load_state_dict(resume["model"])
-    optimizer.load_state_dict(resume["optimizer"])
+    checkpoint.load_state(net, resume["model"], paths.last)
+    checkpoint.load_state(optimizer, resume["optimizer"], paths.last)
     rng = resume["rng"]
     checkpoint.set_rng_state(rng[distributed.rank()] if isinstance(rng, list) else rng)
+    unknown = set(resume["position"]) - {f.name for f in fields(Position)}
+    if unknown:  # written by a newer tgsemi, or crafted: resuming would misplace the run
+        raise CheckpointError(f"{paths.last}: its position has keys this version does not know: {sorted(unknown)}")
     pos = Position(**resume["position"])
     log.info("resuming %s at step %d", paths.root, pos.step)
     return pos
@@ -562,6 +634,7 @@ def save_checkpoint(t: Training, pos: Position) -> None:
                 "rng": rngs,
                 "config": t.cfg.model_dump(),
                 "class_names": t.class_names,
+                "data_paths": trained_on(t.cfg.data),
             },
             t.paths.checkpoints,
             pos.step,
@@ -570,12 +643,31 @@ def save_checkpoint(t: Training, pos: Position) -> None:
     distributed.barrier()
 
 
-def end_epoch(t: Training, pos: Position, logged: TrainLog) -> None:
-    """Validation every ``train.eval_every_epochs`` epochs, a checkpoint every ``train.ckpt_every_epochs``."""
-    if pos.epoch % max(int(t.cfg.train.eval_every_epochs), 1) == 0:
-        logged.write(pos.step, validate(t))
+def end_epoch(t: Training, pos: Position) -> None:
+    """A checkpoint every ``train.ckpt_every_epochs`` (validation follows in the loop, so a run resumed
+    from this checkpoint validates this step as the uninterrupted run does)."""
     if t.cfg.train.ckpt_every_epochs and pos.epoch % t.cfg.train.ckpt_every_epochs == 0:
         save_checkpoint(t, pos)
+
+
+def eval_interval(epochs: float, steps_per_epoch: int) -> int:
+    """Steps between validations for ``train.eval_every_epochs``: that many epochs of steps, rounded to
+    the nearest step (halves up), at least 1; a whole number of epochs validates at those epochs' ends."""
+    return max(math.floor(epochs * steps_per_epoch + 0.5), 1)
+
+
+def validated(t: Training, pos: Position) -> dict:
+    """``validate``, keeping the weights in ``best.pt`` when the inference stream's top-1 is the
+    best so far (ties keep the earlier: a later equal score is no evidence of a better model)."""
+    res = validate(t)
+    top1 = res[f"val/{t.net.primary}/top1"]
+    if top1 > pos.best_top1:  # NaN (nothing decoded) never compares greater
+        pos.best_top1 = top1
+        if distributed.is_main():
+            state = {"model": t.net.state_dict(), "position": vars(pos).copy(), "config": t.cfg.model_dump()}
+            state.update(class_names=t.class_names, data_paths=trained_on(t.cfg.data), metrics=res)
+            checkpoint.write(state, t.paths.best)
+    return res
 
 
 def validate(t: Training) -> dict:

@@ -54,3 +54,33 @@ class TooManyBadInputsError(TgsemiError):
 
 class NonFiniteLossError(TgsemiError):
     """A loss term became NaN or inf."""
+
+
+class OutputError(TgsemiError):
+    """A file or folder tgsemi must write cannot be: a file where a folder must be, a read-only or
+    full disk, no permission."""
+
+
+class RunLockedError(TgsemiError):
+    """Another process is training the same run folder."""
+
+
+class RunInterrupted(TgsemiError):
+    """SIGINT or SIGTERM stopped training at a step boundary, after saving a checkpoint the same
+    command resumes from. ``exit_code`` is 128 + the signal's number (130, 143), what a shell
+    reports for a process that signal ended."""
+
+    def __init__(self, signum: int, message: str):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(message)
+
+
+class MissingExtraError(TgsemiError, ImportError):
+    """A feature's optional package is not installed; the message names the pip extra that brings it
+    (also an ImportError, so code that caught ImportError before still does)."""
+
+
+class DataCheckError(TgsemiError):
+    """The lists of a run disagree with each other or with the class range (checked before training,
+    and by ``tgsemi check-data``, which also opens every file)."""

@@ -1,51 +1,88 @@
-"""Evaluation: multi-clip x multi-crop logit averaging, top-1/top-5/mean-class
-accuracy and the confusion matrix. Videos that cannot be decoded are counted
-and reported, never silently left out of the denominator's story."""
+"""Inference and evaluation: multi-clip x multi-crop logit averaging, top-1/top-5/mean-class
+accuracy and the confusion matrix.
+
+``predict`` is the one inference path: validation during training, ``tgsemi eval`` and
+``predict``, robustness, Grad-CAM's predictions, t-SNE features and the widgets all run networks
+through it, so a clip is scored the same way wherever it is scored. Videos that cannot be decoded
+are counted and reported, never silently left out of the denominator's story.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from tgsemi import distributed
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.runtime import autocast, to_device
+
+Net = tuple[nn.Module, str]  # a network and the stream it reads ("rgb" or "tg")
 
 
 @torch.no_grad()
 def predict(
-    net: nn.Module,
-    loader: Iterable[dict],
-    modality: str,
+    nets: Sequence[Net],
+    dataset: EvalDataset,
     device: torch.device,
+    batch_size: int = 8,
+    num_workers: int = 0,
     amp: bool = False,
     channels_last: bool = False,
     progress: bool = False,
-) -> dict:
-    """Per-video averaged logits over all views, plus pooled features (for t-SNE)."""
-    net.eval()
-    logits, pooled, labels, ok, index = [], [], [], [], []
-    for batch in tqdm(loader, desc=f"eval {modality}", disable=not progress, leave=False):
-        x = batch[modality]  # (B, V, C, T, H, W)
-        b, v = x.shape[:2]
-        with autocast(device, amp):
-            out = net(to_device(x.flatten(0, 1), device, channels_last))
-        logits.append(out.logits.float().view(b, v, -1).mean(1).cpu())
-        pooled.append(out.pooled.float().view(b, v, -1).mean(1).cpu())
-        labels.append(batch["label"])
-        ok.append(batch["ok"])
-        index.append(batch["index"])
-    return {
-        "logits": torch.cat(logits),
-        "features": torch.cat(pooled),
-        "labels": torch.cat(labels),
-        "ok": torch.cat(ok),
-        "index": torch.cat(index),
-    }
+) -> list[dict]:
+    """Per network: per-video logits and pooled features averaged over the dataset's views,
+    with labels, ``ok`` (decoded), the dataset ``index`` and the decoding ``errors``.
+
+    Every network scores the same decoded batch, so several networks cost one pass over the
+    videos (decoding costs as much as a small network's forward pass on a CPU). Under
+    torch.distributed each rank scores every world-th video and all ranks receive every video in
+    the dataset's order: the numbers equal one process's, in 1/world of the time.
+    """
+    world, rank = distributed.world_size(), distributed.rank()
+    shard = dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    for net, _ in nets:
+        net.eval()
+    logits: list[list[torch.Tensor]] = [[] for _ in nets]
+    pooled: list[list[torch.Tensor]] = [[] for _ in nets]
+    meta: dict[str, list] = {"labels": [], "ok": [], "index": [], "errors": []}
+    for batch in tqdm(loader, desc=f"predict x{len(nets)}", disable=not progress, leave=False):
+        for k, (net, modality) in enumerate(nets):
+            x = batch[modality]  # (B, V, C, T, H, W)
+            with autocast(device, amp):
+                out = net(to_device(x.flatten(0, 1), device, channels_last))
+            logits[k].append(out.logits.float().view(*x.shape[:2], -1).mean(1).cpu())
+            pooled[k].append(out.pooled.float().view(*x.shape[:2], -1).mean(1).cpu())
+        meta["labels"].append(batch["label"])
+        meta["ok"].append(batch["ok"])
+        meta["index"].append(batch["index"])
+        meta["errors"].extend(batch["error"])
+    parts = [
+        {
+            "logits": torch.cat(logits[k]),
+            "features": torch.cat(pooled[k]),
+            **{key: torch.cat(meta[key]) for key in ("labels", "ok", "index")},
+            "errors": meta["errors"],
+        }
+        for k in range(len(nets))
+    ]
+    return parts if world == 1 else [_gathered(p) for p in parts]
+
+
+def _gathered(part: dict) -> dict:
+    """Every rank's share of one network's predictions, back in the dataset's order."""
+    shares = distributed.all_gather_object(part)
+    index = torch.cat([s["index"] for s in shares])
+    order = index.argsort()
+    out = {key: torch.cat([s[key] for s in shares])[order] for key in ("logits", "features", "labels", "ok", "index")}
+    errors = [e for s in shares for e in s["errors"]]
+    out["errors"] = [errors[i] for i in order.tolist()]
+    return out
 
 
 def metrics(logits: torch.Tensor, labels: torch.Tensor, ok: torch.Tensor, num_classes: int) -> dict:
@@ -80,6 +117,6 @@ def evaluate(
     channels_last: bool = False,
     progress: bool = False,
 ) -> dict:
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    pred = predict(net, loader, modality, device, amp, channels_last, progress)
+    """``metrics`` of one network on ``dataset`` (sharded across ranks under torch.distributed)."""
+    pred = predict([(net, modality)], dataset, device, batch_size, num_workers, amp, channels_last, progress)[0]
     return metrics(pred["logits"], pred["labels"], pred["ok"], num_classes)

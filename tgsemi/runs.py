@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from tgsemi import checkpoint
-from tgsemi.config import Config, config_from_dict
-from tgsemi.data.build import Splits, build_splits
+from tgsemi.config import Config, DataConfig, config_from_dict
+from tgsemi.data.annotations import Sample, check_exists, read_list
+from tgsemi.data.build import build_splits
 from tgsemi.data.datasets import EvalDataset
+from tgsemi.data.video import Decoding
 from tgsemi.errors import ArgumentError
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
-from tgsemi.runfiles import RunPaths
+from tgsemi.predict import Prediction, predict_files
+from tgsemi.runfiles import RunPaths, data_to_read
+from tgsemi.runtime import pick_device
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Run:
     model: TwoStream
     class_names: list[str]
     step: int
+    data: DataConfig  # cfg.data with the paths to read now (``data_to_read``)
 
     @property
     def name(self) -> str:
@@ -43,9 +48,18 @@ class Run:
             raise ArgumentError(f"run {self.path} has no {modality!r} network (it has {list(self.model.streams)})")
         return self.model.nets[modality]
 
-    def splits(self, data_root: str | None = None) -> Splits:
-        data = self.cfg.data if data_root is None else self.cfg.data.model_copy(update={"root": data_root})
-        return build_splits(data, self.cfg.seed)
+    def samples(self, split: str = "test") -> list[Sample]:
+        """A split's videos. ``test`` reads the test list alone, labelled by the run's own class
+        names, so a test set evaluates without the train list; the others redraw the run's split."""
+        d = self.data
+        if split == "test":
+            listed = Path(d.test_list) if d.test_list else Path(d.root) / "testlist01.txt"
+            test = read_list(listed, class_index=self.class_names, subset="test").samples
+            return check_exists(d.root, test, d.on_missing, d.allow_outside_root, d.follow_symlinks)
+        if split not in ("train", "labeled"):
+            raise ArgumentError(f"unknown split {split!r}: test, train or labeled")
+        s = build_splits(d, self.cfg.seed)
+        return s.unlabeled if split == "train" else s.labeled
 
     def dataset(
         self,
@@ -53,36 +67,66 @@ class Run:
         clips: int = 1,
         crops: int = 1,
         corruption: Callable[..., np.ndarray] | None = None,
-        data_root: str | None = None,
     ) -> EvalDataset:
-        s = self.splits(data_root)
-        samples = {"test": s.test, "train": s.unlabeled, "labeled": s.labeled}[split]
-        d = self.cfg.data
+        return self.eval_dataset(self.data.root, self.samples(split), clips, crops, corruption)
+
+    def eval_dataset(
+        self,
+        root: str | Path,
+        samples: list[Sample],
+        clips: int = 1,
+        crops: int = 1,
+        corruption: Callable[..., np.ndarray] | None = None,
+        trusted: bool = False,
+    ) -> EvalDataset:
+        """``samples`` through the run's test pipeline; ``trusted``: paths the user named, which
+        may lie anywhere (no data-root boundary)."""
+        d = self.data
         crop = self.cfg.eval.crop or d.crop if crops == 3 else d.crop  # 1 crop: the validation pipeline's
         return EvalDataset(
-            data_root or d.root,
+            root,
             samples,
             d.clip_len,
             d.frame_interval,
-            backend=d.backend,
+            backend=Decoding.of(d),  # the backend, input guards and decode-time short side
             num_clips=clips,
             num_crops=crops,
             resize=d.resize,
             crop=crop,
             corruption=corruption,
-            allow_outside_root=d.allow_outside_root,
+            allow_outside_root=trusted or d.allow_outside_root,
         )
 
+    def predict(self, paths: str | Path | Sequence[str | Path], **options) -> Prediction | list[Prediction]:
+        """Class names and probabilities for one video (a file or rawframe folder), or a list of
+        them for several paths or a folder of videos;
+        ``options``: those of ``tgsemi.predict.predict_files`` (clips, crops, topk, device, ...)."""
+        single = isinstance(paths, (str, Path))
+        found = predict_files(self, [paths] if single else paths, **options)  # type: ignore[list-item]
+        return found[0] if single and [Path(p.path) for p in found] == [Path(paths)] else found  # type: ignore[arg-type]
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """A run folder, its ``checkpoints/`` folder, or a checkpoint file -> Run in eval mode."""
+
+def load_run(
+    path: str | Path, device: str | torch.device = "cpu", data_root: str | None = None, test_list: str | None = None
+) -> Run:
+    """A run folder, its ``checkpoints/`` folder, or a checkpoint file (``last.pt``, ``best.pt``,
+    ``step_*.pt``) -> Run in eval mode. ``data_root`` relocates the data the run trained on;
+    ``test_list`` names another test list."""
     ckpt = checkpoint.load(path, map_location="cpu")
     cfg = config_from_dict(ckpt["config"])
     method = get_method(cfg.method)
     model = create_model(cfg.model, len(ckpt["class_names"]), cfg.streams(), method.needs_projection)
-    model.load_state_dict(ckpt["model"])
+    checkpoint.load_state(model, ckpt["model"], path)
+    data = data_to_read(cfg.data, ckpt.get("data_paths"), data_root)
+    if test_list:
+        data = data.model_copy(update={"test_list": str(Path(test_list).resolve())})
     return Run(
-        RunPaths.named_by(path).root, cfg, model.to(device).eval(), list(ckpt["class_names"]), ckpt["position"]["step"]
+        RunPaths.named_by(path).root,
+        cfg,
+        model.to(pick_device(str(device)) if isinstance(device, str) else device).eval(),
+        list(ckpt["class_names"]),
+        ckpt["position"]["step"],
+        data,
     )
 
 
@@ -95,14 +139,14 @@ def eval_run(
     corruption: Callable[..., np.ndarray] | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = False,
-    data_root: str | None = None,
 ) -> dict:
-    """Top-1/top-5/mean-class accuracy of one network of a run on a split."""
+    """Top-1/top-5/mean-class accuracy of one network of a run on a split (sharded across ranks
+    under torch.distributed)."""
     modality = modality or run.model.primary
-    ds = run.dataset(split, clips, crops, corruption, data_root)
-    dev = torch.device(device)
+    ds = run.dataset(split, clips, crops, corruption)
+    dev = pick_device(device)
     res = evaluate(
         run.net(modality).to(dev),
         ds,

@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 
 from tgsemi import distributed
+from tgsemi.errors import ArgumentError
 
 
 def pick_device(name: str) -> torch.device:
@@ -19,7 +20,11 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        if not torch.cuda.is_available():  # else a CUDA error deep in the first .to(device)
+            raise ArgumentError("device cuda (train.device, --device): torch finds no CUDA device; use cpu or auto")
         return torch.device("cuda", distributed.local_rank())
+    if name != "cpu":
+        raise ArgumentError(f"unknown device {name!r} (train.device, --device): auto, cpu or cuda")
     return torch.device("cpu")
 
 

@@ -62,6 +62,9 @@ from torch.nn import functional as nnf
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as F
 
+from tgsemi.data.datasets import to_tchw
+from tgsemi.errors import ArgumentError
+
 Corruption = Callable[[np.ndarray, np.random.Generator, int], np.ndarray]
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -123,13 +126,9 @@ def _px(frames: np.ndarray, size: float) -> float:
     return size * min(frames.shape[1:3]) / REFERENCE_SIDE
 
 
-def _tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-
-
 def _filter(frames: np.ndarray, kernel: torch.Tensor) -> np.ndarray:
     """Correlate every channel of every frame with a 2-D ``kernel`` of odd sides, edges replicated."""
-    x = _tensor(frames).float()
+    x = to_tchw(frames).float()
     n, c, h, w = x.shape
     ky, kx = kernel.shape
     x = nnf.pad(x.reshape(n * c, 1, h, w), (kx // 2, kx // 2, ky // 2, ky // 2), mode="replicate")
@@ -140,7 +139,7 @@ def _filter(frames: np.ndarray, kernel: torch.Tensor) -> np.ndarray:
 def _warp(frames: np.ndarray, degrees: np.ndarray, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Rotate frame ``n`` counter-clockwise by ``degrees[n]`` about its centre and shift it by
     ``shift`` (dy, dx) pixels; nearest neighbour, black where nothing maps: PIL's ``rotate``."""
-    x = _tensor(frames).float()
+    x = to_tchw(frames).float()
     n, _, h, w = x.shape
     a = np.deg2rad(np.broadcast_to(degrees, (n,)))
     cos, sin = np.cos(a), np.sin(a)
@@ -220,11 +219,11 @@ def gaussian_noise(frames: np.ndarray, rng: np.random.Generator, severity: int) 
 def blur(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
     sigma = BLUR_SIGMA[severity - 1]
     k = 2 * int(np.ceil(3 * sigma)) + 1
-    return F.gaussian_blur(_tensor(frames), [k, k], [sigma, sigma]).permute(0, 2, 3, 1).numpy()
+    return F.gaussian_blur(to_tchw(frames), [k, k], [sigma, sigma]).permute(0, 2, 3, 1).numpy()
 
 
 def jpeg(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np.ndarray:
-    encoded = encode_jpeg(list(_tensor(frames)), quality=JPEG_QUALITY[severity - 1])
+    encoded = encode_jpeg(list(to_tchw(frames)), quality=JPEG_QUALITY[severity - 1])
     return torch.stack(decode_jpeg(encoded)).permute(0, 2, 3, 1).numpy()
 
 
@@ -329,7 +328,7 @@ def zoom_blur(frames: np.ndarray, rng: np.random.Generator, severity: int) -> np
     """The mean of the frame and of its centre zoomed by each factor from 1 by ``step``
     (below ``stop``), bilinear."""
     stop, step = ZOOM_BLUR[severity - 1]
-    x = _tensor(frames).float()
+    x = to_tchw(frames).float()
     h, w = x.shape[-2:]
     total = x.clone()
     zooms = np.arange(1, stop, step)
@@ -728,7 +727,7 @@ def corrupt(frames: np.ndarray, name: str, severity: int = 3, rng: np.random.Gen
     corruption (it passes a per-video ``rng``).
     """
     if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose from {list(CORRUPTIONS)}")
+        raise ArgumentError(f"unknown corruption {name!r}; choose from {list(CORRUPTIONS)}")
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
+        raise ArgumentError(f"severity of {name}: must be one of {SEVERITIES}, got {severity}")
     return CORRUPTIONS[name](frames, rng if rng is not None else np.random.default_rng(0), severity)

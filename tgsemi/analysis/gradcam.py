@@ -22,11 +22,12 @@ from torch import nn
 
 from tgsemi.analysis import as_runs, labels
 from tgsemi.data.annotations import Sample
-from tgsemi.data.datasets import EvalDataset
 from tgsemi.data.transforms import MEAN, STD
 from tgsemi.errors import ArgumentError, TgsemiError, VideoReadError
+from tgsemi.extras import require
 from tgsemi.runs import Run
 
+LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")  # the stages of R3D18 a map can be taken at
 DEFAULT_LAYER = "layer3"
 
 
@@ -68,12 +69,11 @@ def gradcam(
 
     ``target``: "pred" explains the predicted class, an int explains that class.
     """
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    module = getattr(net, layer, None)
-    if not isinstance(module, nn.Module):
-        raise ArgumentError(f"network has no layer {layer!r} (try stem, layer1..layer4)")
+    GradCAM = require("pytorch_grad_cam", "Grad-CAM").GradCAM
+    ClassifierOutputTarget = require("pytorch_grad_cam.utils.model_targets", "Grad-CAM").ClassifierOutputTarget
+    if layer not in LAYERS:
+        raise ArgumentError(f"no layer {layer!r} for Grad-CAM: choose from {', '.join(LAYERS)}")
+    module = getattr(net, layer)
     targets = None if target == "pred" else [ClassifierOutputTarget(int(target))]
     was_training = net.training
     with _gradients_from(net, module), GradCAM(_Logits(net), [module]) as cam:
@@ -88,7 +88,7 @@ def overlay(frames: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarr
     from matplotlib import colormaps
 
     if frames.shape[:3] != cam.shape:
-        raise ValueError(f"frames {frames.shape} and map {cam.shape} differ in (T, H, W)")
+        raise ArgumentError(f"frames {frames.shape} and map {cam.shape} differ in (T, H, W)")
     heat = colormaps["jet"](cam)[..., :3] * 255
     return np.clip((1 - alpha) * frames + alpha * heat, 0, 255).astype(np.uint8)
 
@@ -102,7 +102,6 @@ def to_frames(clip: torch.Tensor) -> np.ndarray:
 def load_clip(run: Run, video: str | Path) -> dict:
     """The centre test clip of ``video`` ("test:K" or a path) as ``run`` evaluates it:
     ``{"rgb", "tg"}`` normalised ``(C, T, H, W)``, ``label`` (-1 for a path), ``name``."""
-    d = run.cfg.data
     text = str(video)
     if text.startswith("test:"):
         ds = run.dataset("test")
@@ -115,16 +114,7 @@ def load_clip(run: Run, video: str | Path) -> dict:
         name = ds.samples[k].path
     else:
         path = Path(video)
-        ds = EvalDataset(
-            path.parent,
-            [Sample(path.name, -1)],
-            d.clip_len,
-            d.frame_interval,
-            backend=d.backend,
-            resize=d.resize,
-            crop=d.crop,
-            allow_outside_root=True,
-        )
+        ds = run.eval_dataset("/", [Sample(str(path.resolve()), -1)], trusted=True)  # a file the user named
         k, name = 0, str(path)
     item = ds[k]
     if not item["ok"]:

@@ -21,6 +21,7 @@ from tgsemi.analysis import robustness as rob
 from tgsemi.analysis.corruptions import TEMPORAL
 from tgsemi.analysis.embedding import separability_markdown, tsne_figure
 from tgsemi.analysis.gradcam import DEFAULT_LAYER, gradcam_video
+from tgsemi.errors import MissingExtraError
 from tgsemi.models.two_stream import STREAMS
 from tgsemi.runs import Run
 
@@ -201,6 +202,15 @@ def _first_per_method(runs: list[Run]) -> list[Run]:
     return list(seen.values())
 
 
+def _gradcam_markdown(cam: dict, video: str, layer: str) -> str:
+    if "missing" in cam:
+        return f"Not drawn: {cam['missing']}."
+    return f"""Video `{video}`, layer `{layer}`; each row is one network's map on the RGB frames
+([animated]({cam["gif"].name})).
+
+![Grad-CAM]({cam["png"].name})"""
+
+
 def _report_markdown(
     title: str,
     accuracy: str | None,
@@ -256,10 +266,7 @@ Top-1 on the whole train split and on the test split (clips={clips}, centre crop
 
 ## Grad-CAM attention (Figure 4)
 
-Video `{video}`, layer `{layer}`; each row is one network's map on the RGB frames
-([animated]({cam["gif"].name})).
-
-![Grad-CAM]({cam["png"].name})
+{_gradcam_markdown(cam, video, layer)}
 
 ## t-SNE of test features (Figure 5)
 
@@ -311,7 +318,10 @@ def make_report(
     rob.save(robust, out)
     overfit = timed("overfitting", overfitting_table, runs, clips, batch_size, progress)
     shown = _first_per_method(runs)
-    cam = timed("gradcam", gradcam_video, shown, video, out, layer)
+    try:
+        cam = timed("gradcam", gradcam_video, shown, video, out, layer)
+    except MissingExtraError as exc:  # the core install reports the rest
+        cam = {"missing": str(exc)}
     embed = timed("tsne", tsne_figure, shown, out / "tsne.png", clips=clips, batch_size=batch_size, progress=progress)
     checks = findings(robust, overfit, embed)
     n = min(r["test_videos"] for r in overfit["rows"])

@@ -1,7 +1,8 @@
 """Annotation lists: which videos a dataset holds and their labels.
 
 Reads the layouts real datasets ship with (MMAction2 video and rawframe lists,
-the UCF-101 and HMDB-51 official splits, Kinetics CSVs) into one `Sample` type,
+the UCF-101 and HMDB-51 official splits, Kinetics CSVs, and lists of unlabeled
+paths or folders of videos) into one `Sample` type,
 and rejects every malformed line with an `AnnotationError` naming the file, the
 line and the layout that was expected, so that a broken list fails at start-up
 instead of as a shape error deep in a training run.
@@ -10,6 +11,7 @@ instead of as a shape error deep in a training run.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 import re
@@ -261,10 +263,8 @@ def _csv_fields(file: Path, n: int, line: str) -> list[str]:
         raise AnnotationError(file, n, f"not a CSV line ({exc}): {_show(line)}") from None
 
 
-def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None) -> AnnotationList:
-    """Kinetics CSV ('label,youtube_id,time_start,time_end,split[,is_cc]') ->
-    '<split>/<youtube_id>_<start:06d>_<end:06d>.mp4' as the common downloader
-    names the clips; labels from `class_index` or the sorted labels of the file."""
+def _kinetics_rows(file: Path, lines: list[Line]) -> tuple[dict[str, int], list[tuple[int, str, list[str]]]]:
+    """The columns of a Kinetics CSV's header (name -> position) and its rows, each as wide as it."""
     if not lines:
         raise AnnotationError(file, None, "the list contains no entries")
     parsed = [(n, line, _csv_fields(file, n, line)) for n, line in lines]
@@ -276,18 +276,26 @@ def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None
             header_n,
             f"expected a header with columns label (optional), {', '.join(sorted(needed))}, got {_show(header_line)}",
         )
-    col = {name: i for i, name in enumerate(header)}
-    has_label = "label" in col
-    classes = _class_lookup(class_index)
-    if classes is None and has_label:
-        names = {row[col["label"]] for _, _, row in rows if len(row) == len(header)}
-        classes = {name: i for i, name in enumerate(sorted(names))}
-    samples = []
     for n, line, row in rows:
         if len(row) != len(header):
             raise AnnotationError(
                 file, n, f"expected {len(header)} comma-separated fields like the header, got {len(row)}: {_show(line)}"
             )
+    return {name: i for i, name in enumerate(header)}, rows
+
+
+def _read_kinetics(file: Path, lines: list[Line], class_index: ClassIndex | None) -> AnnotationList:
+    """Kinetics CSV ('label,youtube_id,time_start,time_end,split[,is_cc]') ->
+    '<split>/<youtube_id>_<start:06d>_<end:06d>.mp4' as the common downloader
+    names the clips; labels from `class_index`, else the sorted labels of this file
+    alone: a run reads every list with one index (data/build.py `class_names`)."""
+    col, rows = _kinetics_rows(file, lines)
+    has_label = "label" in col
+    classes = _class_lookup(class_index)
+    if classes is None and has_label:
+        classes = {name: i for i, name in enumerate(sorted({row[col["label"]] for _, _, row in rows}))}
+    samples = []
+    for n, line, row in rows:
         start, end = _nonneg_int(row[col["time_start"]]), _nonneg_int(row[col["time_end"]])
         video_id, split = row[col["youtube_id"]], row[col["split"]]
         if start is None or end is None or not video_id or not split:
@@ -329,22 +337,105 @@ def read_list(
     if fmt not in get_args(ReadFormat) or subset not in _HMDB_SUBSETS.values():
         raise ArgumentError(f"unknown list format {fmt!r} or subset {subset!r}")
     file = Path(path)
-    if fmt == "hmdb51" or (fmt == "auto" and file.is_dir()):
-        if not file.is_dir():
-            raise AnnotationError(file, None, "an HMDB-51 split source must be a folder of split files")
+    fmt = _detect(file, fmt)
+    if fmt == "hmdb51":
         return _read_hmdb51(file, split, subset, class_index)
     lines = _read_lines(file)
     if fmt == "auto":
-        first = lines[0][1] if lines else ""
-        if file.suffix.lower() == ".csv" or first.startswith(("label,youtube_id", "youtube_id,")):
-            fmt = "kinetics"
-        elif _UCF_NAME.fullmatch(file.name) or (len(first.split()) <= 2 and (file.parent / "classInd.txt").is_file()):
-            fmt = "ucf101"
+        fmt = _detect_by_content(file, lines)
     if fmt == "kinetics":
         return _read_kinetics(file, lines, class_index)
     if fmt == "ucf101":
         return _read_ucf101(file, lines, class_index)
     return _read_mmaction(file, lines, None if fmt == "auto" else fmt)
+
+
+def _detect(file: Path, fmt: ReadFormat) -> ReadFormat:
+    """`fmt`, or for "auto" the layouts a name decides: a folder is HMDB-51, `*.csv` Kinetics."""
+    if fmt == "hmdb51" or (fmt == "auto" and file.is_dir()):
+        if not file.is_dir():
+            raise AnnotationError(file, None, "an HMDB-51 split source must be a folder of split files")
+        return "hmdb51"
+    return "kinetics" if fmt == "auto" and file.suffix.lower() == ".csv" else fmt
+
+
+def _detect_by_content(file: Path, lines: list[Line]) -> ReadFormat:
+    first = lines[0][1] if lines else ""
+    if first.startswith(("label,youtube_id", "youtube_id,")):
+        return "kinetics"
+    if _UCF_NAME.fullmatch(file.name) or (len(first.split()) <= 2 and (file.parent / "classInd.txt").is_file()):
+        return "ucf101"
+    return "auto"
+
+
+def list_class_names(path: str | os.PathLike, fmt: ReadFormat = "auto") -> set[str] | None:
+    """The class names a list labels its videos with (a Kinetics CSV's label column, the classes of an
+    HMDB-51 split folder), or None for a list of numbers: a run's class index is the union of these
+    over its lists, so a class one split lacks cannot shift the labels of the others."""
+    file = Path(path)
+    fmt = _detect(file, fmt)
+    if fmt == "hmdb51":
+        return {m.group(1) for f in file.iterdir() if (m := _HMDB_NAME.fullmatch(f.name))}
+    lines = _read_lines(file)
+    if fmt == "kinetics" or (fmt == "auto" and _detect_by_content(file, lines) == "kinetics"):
+        col, rows = _kinetics_rows(file, lines)
+        return {row[col["label"]] for _, _, row in rows} if "label" in col else None
+    return None
+
+
+def read_paths(path: str | os.PathLike, root: str | os.PathLike) -> list[Sample]:
+    """Videos without labels (label -1): a list of paths under `root`, one a line, or a folder,
+    whose video files (at any depth, sorted) are given relative to `root`."""
+    from tgsemi.data.video import VIDEO_SUFFIXES  # decoding stays unimported for reading lists
+
+    source = Path(path)
+    if source.is_dir():
+        base = os.path.abspath(root)
+        found = sorted(f for f in source.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+        if not found:
+            raise AnnotationError(source, None, f"the folder holds no video file ({', '.join(VIDEO_SUFFIXES)})")
+        return [Sample(os.path.relpath(os.path.abspath(f), base), -1) for f in found]
+    _, rows = _rows(source, _read_lines(source), {1: "one path a line (labeled videos go in the other lists)"})
+    return [Sample(_check_path(source, n, cols[0]), -1) for n, _, cols in rows]
+
+
+def convert_list(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    to: Literal["video", "rawframes"],
+    frames_root: str | os.PathLike | None = None,
+    suffix: str = ".mp4",
+    prefix: str = "img_",
+) -> Path:
+    """Write the labeled list `source` (any readable layout) as a video or a rawframe list.
+
+    To rawframes, each video's frame folder is its path without the suffix (MMAction2's layout), and
+    its frame count, `prefix`*.jpg files counted under `frames_root`; to videos, each folder gets
+    `suffix`. Every folder absent is named in one error, before anything is written."""
+    from tgsemi.data.video import num_frames  # decoding stays unimported for reading lists
+
+    if to not in ("video", "rawframes"):
+        raise ArgumentError(f"a list converts to 'video' or 'rawframes', not {to!r}")
+    samples = read_list(source).samples
+    if to == "video":
+        if not re.fullmatch(r"\.\w+", suffix):
+            raise ArgumentError(f"the video suffix must look like '.mp4', got {suffix!r}")
+        converted = [Sample(s.path if s.total_frames is None else s.path + suffix, s.label) for s in samples]
+    else:
+        if frames_root is None:
+            raise ArgumentError("converting to rawframes needs the frames root, where the frame folders are counted")
+        folders = [s.path if s.total_frames is not None else str(Path(s.path).with_suffix("")) for s in samples]
+        absent = [f for f in folders if not (Path(frames_root) / f).is_dir()]
+        if absent:
+            raise MissingFilesError(
+                f"{len(absent)} of {len(folders)} frame folders are missing under {frames_root}, e.g. "
+                + ", ".join(absent[:5])
+            )
+        converted = [
+            Sample(f, s.label, num_frames(resolve_path(frames_root, f), prefix=prefix))
+            for f, s in zip(folders, samples)
+        ]
+    return write_list(out, converted, to)
 
 
 def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListFormat) -> Path:
@@ -372,14 +463,40 @@ def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListForm
 # --- files on disk ----------------------------------------------------------------------
 
 
-def resolve_path(root: str | os.PathLike, rel: str, allow_outside: bool = False) -> Path:
+def _inside(base: str, path: str) -> bool:
+    return os.path.commonpath([base, path]) == base
+
+
+# Folders' real locations, cached: a list's clips share a few folders. Resolving every component of
+# every path took checking a list from 25 to 93 us a clip; with the cache, 40.
+_real_folder = functools.lru_cache(maxsize=2**12)(os.path.realpath)
+
+
+def _real(path: str) -> str:
+    real = os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+    return os.path.realpath(real) if os.path.islink(real) else real
+
+
+def resolve_path(root: str | os.PathLike, rel: str, allow_outside: bool = False, follow_symlinks: bool = True) -> Path:
     """`root / rel`, refusing paths that climb out of the data root ('../x',
-    absolute paths elsewhere) so a shared list cannot read arbitrary files."""
+    absolute paths elsewhere) so a shared list cannot read arbitrary files; with
+    `follow_symlinks=False` also those a symbolic link on the way leads out of it
+    (the root itself may be a link). `check_exists` checks a whole list so when
+    it is built; the datasets then take its paths as they are written."""
     base = os.path.abspath(root)
     full = os.path.normpath(os.path.join(base, rel))
-    if not allow_outside and os.path.commonpath([base, full]) != base:
+    if allow_outside:
+        return Path(root) / rel
+    if not _inside(base, full):
         raise PathOutsideRootError(
             rel, None, f"resolves outside the data root {base} (set allow_outside_root to permit this)"
+        )
+    if not follow_symlinks and not _inside(_real_folder(base), real := _real(full)):
+        raise PathOutsideRootError(
+            rel,
+            None,
+            f"is a symbolic link (or inside a linked folder) to {real}, outside the data root {base} "
+            "(set data.follow_symlinks=true to read it)",
         )
     return Path(root) / rel
 
@@ -389,14 +506,18 @@ def check_exists(
     samples: Sequence[Sample],
     on_missing: Literal["error", "skip"] = "error",
     allow_outside: bool = False,
+    follow_symlinks: bool = False,
 ) -> list[Sample]:
     """The samples whose file or frame folder exists under `root`; missing ones
-    raise `MissingFilesError` (or, with on_missing="skip", are dropped with a warning)."""
+    raise `MissingFilesError` (or, with on_missing="skip", are dropped with a warning).
+    A path outside the root, or led out of it by a symbolic link unless
+    `follow_symlinks`, raises `PathOutsideRootError` (see `resolve_path`)."""
     if on_missing not in ("error", "skip"):
         raise ArgumentError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     present, missing = [], []
     for s in samples:
-        (present if os.path.exists(resolve_path(root, s.path, allow_outside)) else missing).append(s)
+        full = resolve_path(root, s.path, allow_outside, follow_symlinks)
+        (present if os.path.exists(full) else missing).append(s)
     if missing:
         message = f"{len(missing)} of {len(samples)} listed files are missing under {root}, e.g. " + ", ".join(
             s.path for s in missing[:5]

@@ -35,19 +35,21 @@ def load_rgb_tg(
     indices: np.ndarray | Callable[[int], np.ndarray],
     backend: str | None = None,
     corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
-    short_side: int | None = None,
+    spatial: Callable[[torch.Tensor], torch.Tensor] | None = None,
     cache: FrameCache | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB frames at ``indices`` and their TG (frame i minus raw frame i+1).
 
     Decodes the union of ``{i, i+1}`` in one pass (or takes it from ``cache``);
     ``indices`` may be a function of the frame count (a clip sampler), called with
     the count of the file opened for the frames, so that one open does both.
     ``corrupt`` (a test-time corruption) sees those raw frames before the TG is
-    taken. ``short_side`` resizes the frames as ``WeakAug``'s first step would
-    (antialiased bilinear), before the TG: resizing and TG are both linear, so
-    this matches resizing the TG up to rounding (at most 1 apart), and the TG then
-    costs a few times less. Returns two uint8 arrays of shape ``indices.shape + (H, W, 3)``.
+    taken. ``spatial`` maps them, as one uint8 ``(N, C, H, W)`` tensor, to the frames
+    the clip and its TG are cut from, with one draw for all: the weak augmentation in
+    training, the short-side resize in evaluation. Resizing and TG are both linear, so
+    the TG of resized frames matches the resized TG up to rounding (at most 1 apart),
+    and it is taken on the smaller frames. Returns two uint8 tensors of shape
+    ``indices.shape + (C, H, W)``; the RGB one may be a view of the frames.
     """
     idx = need = np.empty(0, dtype=int)
 
@@ -59,30 +61,30 @@ def load_rgb_tg(
         return need
 
     if cache is not None and corrupt is None:  # a corruption needs the raw frames
-        video = cache.video(path, backend, short_side)
+        video = cache.video(path, backend)
         frames = video[pairs(len(video))]
     else:
         frames = read_frames(path, pairs, backend)
         if corrupt is not None:
             frames = corrupt(frames)
-        frames = resize_frames(frames, short_side)
+    frames = to_tchw(frames)
+    if spatial is not None:
+        frames = spatial(frames)
+    hwc = frames.permute(0, 2, 3, 1).numpy()  # (H, W, C) arrays: indexing channels-last tensors is slower
     flat = idx.ravel()
-    cur, nxt = frames[np.searchsorted(need, flat)], frames[np.searchsorted(need, flat + 1)]
-    tg = temporal_gradient(np.stack([cur, nxt]))[0]
-    shape = idx.shape + cur.shape[1:]
-    return cur.reshape(shape), tg.reshape(shape)
-
-
-def resize_frames(frames: np.ndarray, short_side: int | None) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 frames with their short side resized (each frame on its own)."""
-    if short_side is None:
-        return frames
-    # channels-last, where uint8 resizing is fastest
-    return F.resize(_to_tchw(frames), short_side, antialias=True).permute(0, 2, 3, 1).numpy()
+    if len(need) == 2 * len(flat) and np.array_equal(need[::2], flat):  # disjoint pairs in order: no copy
+        cur_nxt = hwc.reshape(len(flat), 2, *hwc.shape[1:]).swapaxes(0, 1)
+    else:
+        cur_nxt = hwc[np.searchsorted(need, np.stack([flat, flat + 1]))]
+    tg = temporal_gradient(cur_nxt)[0]
+    shape = idx.shape + hwc.shape[1:]
+    rgb, tg = (torch.from_numpy(x.reshape(shape)).movedim(-1, -3) for x in (cur_nxt[0], tg))
+    return rgb, tg
 
 
 class FrameCache:
-    """Every frame of a video, decoded once and resized to the clips' short side.
+    """Every frame of a video, decoded once, at its own size (items are cut from it as
+    from freshly decoded frames, so that they are the same).
 
     On a small set that a CPU trains on for many epochs, decoding every clip again
     is a large share of a step (a demo FixMatch step: 0.345 s, 0.29 s with this;
@@ -93,17 +95,16 @@ class FrameCache:
     """
 
     def __init__(self) -> None:
-        self._videos: dict[tuple[Path, int | None], np.ndarray] = {}
+        self._videos: dict[Path, np.ndarray] = {}
 
-    def video(self, path: Path, backend: str | None, short_side: int | None) -> np.ndarray:
-        key = (path, short_side)
-        if key not in self._videos:
-            frames = read_frames(path, np.arange, backend)  # every frame, counted in the same open
-            self._videos[key] = resize_frames(frames, short_side)
-        return self._videos[key]
+    def video(self, path: Path, backend: str | None) -> np.ndarray:
+        if path not in self._videos:
+            self._videos[path] = read_frames(path, np.arange, backend)  # every frame, counted in the same open
+        return self._videos[path]
 
 
-def _to_tchw(frames: np.ndarray) -> torch.Tensor:
+def to_tchw(frames: np.ndarray) -> torch.Tensor:
+    """Frames ``(T, H, W, C)`` as decoded -> the ``(T, C, H, W)`` tensor torchvision's transforms take."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
@@ -137,6 +138,11 @@ class EpochSampler(Sampler):
             yield int(mine[pos]), int(seeds[pos * self.world_size + self.rank])
 
 
+def failure(exc: Exception) -> str:
+    """Why an input could not be used, as bad-input records and predictions report it."""
+    return exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
+
+
 class _ClipDataset(Dataset):
     """Shared loading: resolve the path, sample indices, decode, TG, and replace
     an undecodable video by another one (logged once, counted)."""
@@ -150,17 +156,20 @@ class _ClipDataset(Dataset):
         backend: str | None = None,
         bad: BadInputs | None = None,
         allow_outside_root: bool = False,
-        resize: int | None = None,
         cache: FrameCache | None = None,
     ):
         self.root = Path(root)
         self.samples = list(samples)
-        self.clip_len, self.frame_interval, self.backend, self.resize = clip_len, frame_interval, backend, resize
+        self.clip_len, self.frame_interval, self.backend = clip_len, frame_interval, backend
         self.bad, self.cache = bad or BadInputs(), cache
         self.paths = [resolve_path(self.root, s.path, allow_outside_root) for s in self.samples]
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def spatial(self, frames: torch.Tensor) -> torch.Tensor:
+        """The decoded frames of an item, uint8 ``(N, C, H, W)``, cut and resized as its clips are."""
+        raise NotImplementedError
 
     def _frames(
         self,
@@ -168,7 +177,7 @@ class _ClipDataset(Dataset):
         rng: np.random.Generator | None,
         num_clips: int,
         corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         path, listed = self.paths[i], self.samples[i].total_frames
 
         def clip_indices(total: int) -> np.ndarray:
@@ -180,10 +189,10 @@ class _ClipDataset(Dataset):
         # the frames: one open per item. With one it draws first, so that a file that
         # fails to open leaves ``rng`` where it always did for the replacement draw.
         return load_rgb_tg(
-            path, clip_indices(listed) if listed else clip_indices, self.backend, corrupt, self.resize, self.cache
+            path, clip_indices(listed) if listed else clip_indices, self.backend, corrupt, self.spatial, self.cache
         )
 
-    def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    def _load_train(self, i: int, rng: np.random.Generator) -> tuple[int, torch.Tensor, torch.Tensor]:
         for _ in range(MAX_REPLACEMENTS):
             try:
                 rgb, tg = self._frames(i, rng, 1)
@@ -192,8 +201,7 @@ class _ClipDataset(Dataset):
             except TooManyBadInputsError:
                 raise
             except (TgsemiError, OSError, RuntimeError, ValueError) as exc:
-                reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
-                self.bad.record(str(self.paths[i]), reason)
+                self.bad.record(str(self.paths[i]), failure(exc))
                 i = int(rng.integers(len(self)))
         raise TooManyBadInputsError(
             f"{MAX_REPLACEMENTS} replacement videos in a row failed to decode under {self.root}"
@@ -209,18 +217,21 @@ class _ClipDataset(Dataset):
             # its lazy-seeding bookkeeping costs 0.3-1 ms per item.
             torch.default_generator.manual_seed(seed)
             i, rgb, tg = self._load_train(i, rng)
-            return self.make_item(_to_tchw(rgb), _to_tchw(tg), self.samples[i].label)
+            return self.make_item(rgb, tg, self.samples[i].label)
 
 
 class LabeledDataset(_ClipDataset):
     """``{"rgb", "tg", "label"}``: one weakly augmented clip per video."""
 
     def __init__(self, *args, resize: int = 128, crop: int = 112, crop_area: tuple[float, float] = (0.08, 1.0), **kw):
-        super().__init__(*args, resize=resize, **kw)
+        super().__init__(*args, **kw)
         self.weak = WeakAug(resize, crop, crop_area)
 
+    def spatial(self, frames: torch.Tensor) -> torch.Tensor:
+        """The weak augmentation, before the TG: RGB and TG get the same crop and flip."""
+        return self.weak(frames)
+
     def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
-        rgb, tg = self.weak(rgb, tg)
         return {"rgb": normalize(rgb), "tg": normalize(tg), "label": label}
 
 
@@ -273,7 +284,6 @@ class UnlabeledDataset(LabeledDataset):
         self.strong_tg = strong_augmentation(strong_aug, strong_level, tg_fill, strong_ops_tg)
 
     def make_item(self, rgb: torch.Tensor, tg: torch.Tensor, label: int) -> dict:
-        rgb, tg = self.weak(rgb, tg)
         if self.strong_on == "batch":
             return {"rgb_w": rgb, "tg_w": tg, "label": label}
         return {
@@ -300,12 +310,16 @@ class EvalDataset(_ClipDataset):
         **kw,
     ):
         kw.setdefault("bad", BadInputs(max_fraction=1.0))  # evaluating alone: report failures, never stop
-        super().__init__(*args, resize=resize, **kw)
-        self.num_clips, self.num_crops, self.crop = num_clips, num_crops, crop
+        super().__init__(*args, **kw)
+        self.resize, self.num_clips, self.num_crops, self.crop = resize, num_clips, num_crops, crop
         self.corruption = corruption  # f(frames, rng=...) on raw uint8 frames, before the TG
 
-    def views(self, rgb: np.ndarray) -> torch.Tensor:
-        clips = [test_crops(_to_tchw(c), self.resize, self.crop, self.num_crops) for c in rgb]
+    def spatial(self, frames: torch.Tensor) -> torch.Tensor:
+        """The short side resized to ``resize``; the test crops are cut from the clips."""
+        return F.resize(frames, self.resize, antialias=True)
+
+    def views(self, rgb: torch.Tensor) -> torch.Tensor:
+        clips = [test_crops(c, self.resize, self.crop, self.num_crops) for c in rgb]
         return normalize(torch.cat(clips))
 
     @intra_op_threads(1)
@@ -318,8 +332,8 @@ class EvalDataset(_ClipDataset):
             rgb, tg = self._frames(i, None, self.num_clips, corrupt)
             self.bad.mark_seen(str(self.paths[i]))
         except (TgsemiError, OSError, RuntimeError, ValueError) as exc:
-            self.bad.record(str(self.paths[i]), str(exc))
+            self.bad.record(str(self.paths[i]), failure(exc))
             v = self.num_clips * self.num_crops
             empty = torch.zeros(v, 3, self.clip_len, self.crop, self.crop)
-            return {"rgb": empty, "tg": empty, "label": label, "ok": False, "index": i}
-        return {"rgb": self.views(rgb), "tg": self.views(tg), "label": label, "ok": True, "index": i}
+            return {"rgb": empty, "tg": empty, "label": label, "ok": False, "index": i, "error": failure(exc)}
+        return {"rgb": self.views(rgb), "tg": self.views(tg), "label": label, "ok": True, "index": i, "error": ""}

@@ -2,8 +2,9 @@
 
 v2 transforms treat leading dimensions as a batch and draw one set of random
 parameters per call, so a whole clip gets the same crop, flip and RandAugment
-ops. Weak augmentation runs once on the RGB and TG clips stacked along T, which
-gives both modalities the identical crop and flip the method relies on.
+ops. Weak augmentation runs on the decoded frames before the TG is taken
+(``datasets.load_rgb_tg``), which gives both modalities the identical crop and
+flip the method relies on.
 """
 
 from __future__ import annotations
@@ -23,21 +24,41 @@ TG_NEUTRAL = 127  # a TG pixel that did not change; also mid-grey for the cutout
 RANDAUGMENT_OPS = tuple(v2.RandAugment._AUGMENTATION_SPACE)
 
 
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """The ``(height, width)`` that ``F.resize(frames, short_side)`` gives ``height`` x ``width`` frames."""
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
+
+
 class WeakAug:
-    """Short-side resize, RandomResizedCrop (area 0.08-1, ratio 3/4-4/3), flip 0.5."""
+    """Short-side resize to ``resize``, RandomResizedCrop (area ``area``, ratio 3/4-4/3) to ``crop``
+    x ``crop``, flip 0.5: one draw for all the frames of a ``(..., C, H, W)`` uint8 tensor.
+
+    Done with one resize instead of two: the box is drawn on the size the frames would have at short
+    side ``resize``, with torchvision's RandomResizedCrop and the same draws, mapped to the frames'
+    own pixels (edges rounded to whole pixels) and only that region is resized, straight to the crop
+    size. Resizing whole UCF-101 frames to 256 and then the box to 224 resized 1.6x the pixels and
+    cost twice as much (docs/benchmarks.md); the views differ by interpolation only
+    (tests/test_transforms.py).
+    """
 
     def __init__(self, resize: int, crop: int, area: tuple[float, float] = (0.08, 1.0)):
-        self.t = v2.Compose(
-            [
-                v2.Resize(resize, antialias=True),
-                v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3), antialias=True),
-                v2.RandomHorizontalFlip(0.5),
-            ]
-        )
+        self.resize, self.crop = resize, crop
+        self._crop = v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3))
 
-    def __call__(self, *clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.t(torch.cat(clips))
-        return tuple(out.split([c.shape[0] for c in clips]))
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of a random crop of ``height`` x ``width`` frames."""
+        size = short_side_size(height, width, self.resize)
+        drawn = self._crop.make_params([torch.empty((0, *size), dtype=torch.uint8)])  # reads the size only
+        sy, sx = height / size[0], width / size[1]
+        top, left = round(drawn["top"] * sy), round(drawn["left"] * sx)
+        bottom, right = round((drawn["top"] + drawn["height"]) * sy), round((drawn["left"] + drawn["width"]) * sx)
+        return top, left, max(bottom - top, 1), max(right - left, 1)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        view = F.resized_crop(frames, *self.box(*frames.shape[-2:]), [self.crop, self.crop], antialias=True)
+        return F.horizontal_flip(view) if torch.rand(1) < 0.5 else view  # RandomHorizontalFlip(0.5)'s draw
 
 
 class _RandAugment(v2.RandAugment):

@@ -12,6 +12,10 @@ frame, and FFmpeg's MPEG-4 decoder *conceals* bitstream damage, returning frames
 that look plausible but are wrong. Each reader therefore checks that every wanted
 frame came back and that the decoder reported no error, and raises
 ``VideoReadError`` naming the file otherwise.
+
+Hostile input must not exhaust the machine: ``Decoding`` carries a run's guards
+(a file size refused before any read, a decode-time limit) and the training short
+side, to which frames far larger than it are scaled while they are decoded.
 """
 
 from __future__ import annotations
@@ -23,18 +27,93 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.transforms.v2 import functional as F
 
+from tgsemi.data.transforms import short_side_size
 from tgsemi.errors import ArgumentError, ConfigError, VideoReadError
+from tgsemi.extras import install_hint
+
+if TYPE_CHECKING:
+    from tgsemi.config import DataConfig
 
 Indices = Sequence[int] | np.ndarray
 Chooser = Callable[[int], list[int]]  # frame count -> sorted unique frames to decode
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+# Frames are scaled at decode time only when their short side is over this many times the training
+# one: below it they cost at most 4x the pixels and stay exactly the decoded pixels that runs on
+# ordinary data (UCF-101's 240 lines for a 128 short side) have always trained on.
+SCALE_ABOVE = 2
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a run decodes its inputs: ``backend`` (None: the fastest installed), ``short_side`` (the
+    training short side: larger frames are scaled to it while they are decoded, so memory follows
+    the training resolution, not the file's), and the guards against hostile files, ``max_mb`` (larger
+    files are refused before a byte is read: a 40 GB sparse file took 216 s per attempt) and
+    ``max_seconds`` per read. Every refusal is a ``VideoReadError``: a bad input like any other."""
+
+    backend: str | None = None
+    short_side: int | None = None
+    max_mb: float | None = None
+    max_seconds: float | None = None
+
+    @classmethod
+    def of(cls, data: DataConfig) -> Decoding:
+        """A run's decoding, from its data config."""
+        return cls(data.backend, data.resize, data.max_file_mb, data.max_decode_seconds)
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` that frames of ``height`` x ``width`` are returned at."""
+        if self.short_side is None or min(height, width) <= SCALE_ABOVE * self.short_side:
+            return height, width
+        return short_side_size(height, width, self.short_side)
+
+    def check_size(self, path: Path) -> None:
+        size = path.stat().st_size
+        if self.max_mb is not None and size > self.max_mb * 2**20:
+            raise VideoReadError(
+                path, f"is {size / 2**20:.0f} MB, over data.max_file_mb={self.max_mb:g}: refused unread"
+            )
+
+
+def _decoding(backend: str | Decoding | None) -> Decoding:
+    return backend if isinstance(backend, Decoding) else Decoding(backend)
+
+
+class _Clock:
+    """The time one read may take (``Decoding.max_seconds``); ``check`` raises once it is spent."""
+
+    def __init__(self, path: Path, seconds: float | None):
+        self.path, self.seconds = path, seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise VideoReadError(self.path, f"decoding took over data.max_decode_seconds={self.seconds:g}")
+
+
+@dataclass
+class _FrameIndex:
+    """A video's frames by presentation timestamp: frame ``i`` is the one shown ``i``-th, whatever the
+    frame rate does (variable-rate phone footage), whether or not the container counts its frames
+    (MKV, WebM) and whether an edit list hides some (trimmed MP4). ``keyframes``: ``(first frame
+    shown from it on, packet number)`` of each keyframe, in packet order."""
+
+    packets: list
+    frame_of: dict[int, int]  # presentation timestamp -> frame number
+    keyframes: list[tuple[int, int]]
+    count: int  # the header's frame count where it gives one (a truncated file keeps it), else the frames found
 
 
 class PyAVReader:
@@ -42,12 +121,14 @@ class PyAVReader:
 
     It jumps to a later keyframe only when one lies between the last packet fed
     and the next wanted frame: that beats decoding through (docs/benchmarks.md,
-    "Data pipeline"). Packet timestamps give display indices (constant frame rate
-    assumed) even with B-frames, where keyframes' decode and display order differ
-    and timestamp seeks land late. ``err_detect=explode`` turns FFmpeg's error
-    concealment into an error. The RGB conversion runs on one thread too:
-    swscale's default (a thread per CPU) made it 2-3.5x slower on 2 busy cores
-    (0.39 against 0.11 ms for a demo clip's 16 frames).
+    "Data pipeline"). The packets' presentation timestamps, ranked, give display
+    indices (``_FrameIndex``) even with B-frames, where keyframes' decode and display
+    order differ and timestamp seeks land late, and at a variable frame rate, where
+    a timestamp times the average rate is not a frame number. ``err_detect=explode``
+    turns FFmpeg's error concealment into an error. The RGB conversion (and the
+    scaling to ``Decoding.size``) runs on one thread too: swscale's default (a thread
+    per CPU) made it 2-3.5x slower on 2 busy cores (0.39 against 0.11 ms for a demo
+    clip's 16 frames).
     """
 
     module = "av"
@@ -74,14 +155,6 @@ class PyAVReader:
             raise VideoReadError(path, f"FFmpeg cannot decode it: {e}") from e
 
     @staticmethod
-    def _frame_count(path: Path, stream) -> int:
-        if stream.frames:
-            return stream.frames
-        if stream.duration and stream.average_rate:
-            return round(stream.duration * stream.time_base * stream.average_rate)
-        raise VideoReadError(path, "the container reports neither a frame count nor a duration")
-
-    @staticmethod
     def _check_against_index(path: Path, stream, packets: list) -> None:
         """Packets must lie where the container's index puts them.
 
@@ -98,27 +171,38 @@ class PyAVReader:
                 f"{len(listed)} listed): damaged in the middle?",
             )
 
-    def num_frames(self, path: Path) -> int:
-        with self._open(path) as (_, stream):
-            return self._frame_count(path, stream)
+    @classmethod
+    def _index(cls, path: Path, container, stream, clock: _Clock) -> _FrameIndex:
+        packets = []
+        for packet in container.demux(stream):  # ~1 ms for a UCF clip
+            clock.check()
+            if packet.size:
+                packets.append(packet)
+        cls._check_against_index(path, stream, packets)
+        stamps = [p.pts if p.pts is not None else p.dts for p in packets]
+        if not packets or None in stamps:
+            raise VideoReadError(path, "has no timestamped video packets")
+        # an edit list's leading frames (a trimmed MP4) are decoded as references, never shown
+        discarded = sum(p.is_discard for p in packets)
+        shown = sorted({t for p, t in zip(packets, stamps) if not p.is_discard})
+        keyframes = [
+            (bisect.bisect_left(shown, t), n) for n, (p, t) in enumerate(zip(packets, stamps)) if p.is_keyframe
+        ]
+        if not keyframes:
+            raise VideoReadError(path, "has no keyframe")
+        count = stream.frames - discarded if stream.frames else len(shown)
+        return _FrameIndex(packets, {t: i for i, t in enumerate(shown)}, keyframes, count)
 
-    def read(self, path: Path, choose: Chooser) -> np.ndarray:
+    def num_frames(self, path: Path) -> int:
+        stat = path.stat()
+        return _pyav_count(type(self), os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+    def read(self, path: Path, choose: Chooser, decoding: Decoding) -> np.ndarray:
+        clock = _Clock(path, decoding.max_seconds)
         with self._open(path) as (container, stream):
-            wanted = _wanted(path, choose, self._frame_count(path, stream))
-            packets = [p for p in container.demux(stream) if p.size]  # ~1 ms for a UCF clip
-            self._check_against_index(path, stream, packets)
-            stamps = [p.pts if p.pts is not None else p.dts for p in packets]
-            if not packets or None in stamps:
-                raise VideoReadError(path, "has no timestamped video packets")
-            first = min(stamps)
-            frames_per_tick = stream.time_base * (stream.average_rate or stream.guessed_rate)
-            keyframes = [
-                (round((t - first) * frames_per_tick), n)
-                for n, (p, t) in enumerate(zip(packets, stamps))
-                if p.is_keyframe
-            ]
-            if not keyframes:
-                raise VideoReadError(path, "has no keyframe")
+            index = self._index(path, container, stream, clock)
+            wanted = _wanted(path, choose, index.count)
+            packets, keyframes = index.packets, index.keyframes
             codec, wanted_set, out, fed, pos = stream.codec_context, set(wanted), {}, 0, -1
             for i in wanted:
                 start = keyframes[max(0, bisect.bisect_right(keyframes, (i, len(packets))) - 1)][1]
@@ -126,17 +210,36 @@ class PyAVReader:
                     codec.flush_buffers()
                     fed = start
                 while pos < i and fed <= len(packets):  # a None packet drains the decoder
+                    clock.check()
                     for frame in codec.decode(packets[fed] if fed < len(packets) else None):
                         if frame.pts is None or frame.is_corrupt:
                             raise VideoReadError(path, f"frame after {pos} is corrupt or untimed")
-                        pos = round((frame.pts - first) * frames_per_tick)
+                        pos = index.frame_of.get(frame.pts, -1)
+                        if pos < 0:
+                            raise VideoReadError(path, f"a frame at timestamp {frame.pts} that no packet carries")
                         if pos in wanted_set:
-                            out[pos] = frame.to_ndarray(format="rgb24", threads=1)
+                            out[pos] = _rgb(frame, decoding)
                     fed += 1
         missing = [i for i in wanted if i not in out]
         if missing:
             raise VideoReadError(path, f"frames {missing[:5]} are not in the file (truncated?)")
         return np.stack([out[i] for i in wanted])
+
+
+def _rgb(frame, decoding: Decoding) -> np.ndarray:
+    """A decoded PyAV frame as RGB, scaled to ``decoding.size`` by swscale in the same conversion."""
+    height, width = decoding.size(frame.height, frame.width)
+    if (height, width) == (frame.height, frame.width):
+        return frame.to_ndarray(format="rgb24", threads=1)
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA", threads=1)
+
+
+@functools.lru_cache(maxsize=2**16)
+def _pyav_count(reader: type[PyAVReader], path: str, size: int, mtime_ns: int) -> int:
+    """A file's frame count as ``read`` sees it, by its (size, modification time) version: the packets
+    are demuxed (a container may count no frames, or hidden ones) once per process, not at every call."""
+    with reader._open(Path(path)) as (container, stream):
+        return reader._index(Path(path), container, stream, _Clock(Path(path), None)).count
 
 
 _FFMPEG_ERROR = re.compile(r"^\[\w+ @ 0x[0-9a-f]+\] .*$", re.MULTILINE)
@@ -186,9 +289,10 @@ class DecordReader:
     def num_frames(self, path: Path) -> int:
         return len(self._open(path))
 
-    def read(self, path: Path, choose: Chooser) -> np.ndarray:
+    def read(self, path: Path, choose: Chooser, decoding: Decoding) -> np.ndarray:
         import decord
 
+        clock = _Clock(path, decoding.max_seconds)
         with _captured_stderr() as log:
             reader = self._open(path)
             wanted = _wanted(path, choose, len(reader))
@@ -200,7 +304,8 @@ class DecordReader:
         if error:
             raise VideoReadError(path, f"FFmpeg reported a decode error: {error.group()}")
         os.write(2, log[0].encode())  # pass on anything else that was printed meanwhile
-        return frames
+        clock.check()
+        return _scaled(frames, decoding)
 
 
 class TorchCodecReader:
@@ -226,13 +331,16 @@ class TorchCodecReader:
     def num_frames(self, path: Path) -> int:
         return len(self._open(path))
 
-    def read(self, path: Path, choose: Chooser) -> np.ndarray:
+    def read(self, path: Path, choose: Chooser, decoding: Decoding) -> np.ndarray:
+        clock = _Clock(path, decoding.max_seconds)
         decoder = self._open(path)
         wanted = _wanted(path, choose, len(decoder))
         try:
-            return decoder.get_frames_at(indices=wanted).data.permute(0, 2, 3, 1).numpy()
+            frames = decoder.get_frames_at(indices=wanted).data.permute(0, 2, 3, 1).numpy()
         except (RuntimeError, IndexError) as e:
             raise VideoReadError(path, f"torchcodec cannot decode it: {e}") from e
+        clock.check()
+        return _scaled(frames, decoding)
 
 
 BACKENDS = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
@@ -271,17 +379,30 @@ def _reader(backend: str | None):
     if name not in BACKENDS:
         raise ConfigError(f"unknown video backend {name!r}; choose one of {list(BACKENDS)}")
     if name not in available_backends():
-        raise ConfigError(f"video backend {name!r} is not installed")
+        raise ConfigError(f"video backend {name!r} is not installed: {install_hint(BACKENDS[name].module)}")
     return BACKENDS[name]()
 
 
 def _wanted(path: Path, choose: Chooser, total: int) -> list[int]:
     """``choose(total)``, checked against the frame count the open file reports."""
+    if total < 1:
+        raise VideoReadError(path, "holds no video frame")
     wanted = choose(total)
     if wanted[0] < 0 or wanted[-1] >= total:
         bad = wanted[0] if wanted[0] < 0 else wanted[-1]
+        if total == 1:  # what a clip sampler asks of a still: the next frame, for the temporal gradient
+            raise VideoReadError(path, f"holds a single frame (frame {bad} asked): a clip needs at least two")
         raise VideoReadError(path, f"frame index {bad} out of range: it has {total} frames")
     return wanted
+
+
+def _scaled(frames: np.ndarray, decoding: Decoding) -> np.ndarray:
+    """``(N, H, W, 3)`` frames at ``decoding.size``, for decoders that cannot scale while decoding."""
+    size = list(decoding.size(*frames.shape[1:3]))
+    if size == list(frames.shape[1:3]):
+        return frames
+    tchw = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    return F.resize(tchw, size, antialias=True).permute(0, 2, 3, 1).numpy()
 
 
 def _count_rawframes(folder: Path, prefix: str) -> int:
@@ -291,33 +412,39 @@ def _count_rawframes(folder: Path, prefix: str) -> int:
     return count
 
 
-def _read_rawframes(folder: Path, choose: Chooser, prefix: str) -> np.ndarray:
+def _read_rawframes(folder: Path, choose: Chooser, prefix: str, decoding: Decoding) -> np.ndarray:
     """MMAction2 rawframe folder: ``{prefix}00001.jpg`` is frame 0."""
+    clock = _Clock(folder, decoding.max_seconds)
     wanted = choose(_count_rawframes(folder, prefix))
     files = [folder / f"{prefix}{i + 1:05d}.jpg" for i in wanted]
     absent = [f.name for f in files if not f.is_file()]
     if absent:
         raise VideoReadError(folder, f"frame files {absent[:5]} do not exist")
+    for f in files:
+        decoding.check_size(f)
     try:
         images = decode_jpeg([read_file(str(f)) for f in files], mode=ImageReadMode.RGB)
-        return torch.stack(images).permute(0, 2, 3, 1).numpy()
+        frames = torch.stack(images).permute(0, 2, 3, 1).numpy()
     except RuntimeError as e:
         raise VideoReadError(folder, f"cannot decode its JPEG frames: {e}") from e
+    clock.check()
+    return _scaled(frames, decoding)
 
 
-def num_frames(path: str | Path, backend: str | None = None, prefix: str = "img_") -> int:
-    """Frame count from metadata (a truncated file may hold fewer than it reports)."""
-    path = Path(path)
-    _check_exists(path)
+def num_frames(path: str | Path, backend: str | Decoding | None = None, prefix: str = "img_") -> int:
+    """Frame count from metadata (a truncated file may hold fewer than it reports), else from the
+    packets (MKV, WebM: counted once per file version and process)."""
+    path, decoding = Path(path), _decoding(backend)
+    _check_exists(path, decoding)
     if path.is_dir():
         return _count_rawframes(path, prefix)
-    return _reader(backend).num_frames(path)
+    return _reader(decoding.backend).num_frames(path)
 
 
 def read_frames(
     path: str | Path,
     indices: Indices | Callable[[int], Indices],
-    backend: str | None = None,
+    backend: str | Decoding | None = None,
     prefix: str = "img_",
 ) -> np.ndarray:
     """Frames ``indices`` (0-based, any order, repeats allowed) as uint8 ``(N, H, W, 3)`` RGB.
@@ -326,17 +453,18 @@ def read_frames(
     the count the open file reports (as ``num_frames`` would return it): counting
     and decoding then take one open of the file. A directory is read as a rawframe
     folder (``prefix`` selects e.g. precomputed ``tempgrad_`` frames); a file with
-    ``backend`` (default: ``default_backend()``).
+    ``backend``, a name (default: ``default_backend()``) or a ``Decoding``, which
+    also sets the guards and the short side frames are scaled to while decoding.
     """
-    path = Path(path)
+    path, decoding = Path(path), _decoding(backend)
     if not callable(indices):
         indices = _checked_indices(indices)  # bad arguments fail before the file is looked at
-    _check_exists(path)
+    _check_exists(path, decoding)
     request = _Request(indices)
     if path.is_dir():
-        frames = _read_rawframes(path, request, prefix)
+        frames = _read_rawframes(path, request, prefix, decoding)
     else:
-        frames = _reader(backend).read(path, request)
+        frames = _reader(decoding.backend).read(path, request, decoding)
     return frames[request.order]
 
 
@@ -364,8 +492,10 @@ class _Request:
         return wanted.tolist()
 
 
-def _check_exists(path: Path) -> None:
+def _check_exists(path: Path, decoding: Decoding) -> None:
     if not path.exists():
         raise VideoReadError(path, "does not exist")
-    if path.is_file() and path.stat().st_size == 0:
-        raise VideoReadError(path, "is an empty (zero-byte) file")
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise VideoReadError(path, "is an empty (zero-byte) file")
+        decoding.check_size(path)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tgsemi.config import LossConfig
+from tgsemi.errors import ArgumentError
 from tgsemi.models.r3d import StreamOutput
 
 Gather = Callable[[Tensor], Tensor]
@@ -63,13 +64,13 @@ def split(t: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
     """The labeled, weak and strong rows of a per-clip tensor."""
     n_l, n_u = batch.n_l, batch.n_u
     if t.shape[0] != n_l + 2 * n_u:
-        raise ValueError(f"expected {n_l} + 2 x {n_u} rows (labeled + weak + strong), got {t.shape[0]}")
+        raise ArgumentError(f"expected {n_l} + 2 x {n_u} rows (labeled + weak + strong), got {t.shape[0]}")
     return t[:n_l], t[n_l : n_l + n_u], t[n_l + n_u :]
 
 
 def only_stream(out: dict[str, StreamOutput]) -> StreamOutput:
     if len(out) != 1:
-        raise ValueError(f"a single-stream method needs exactly one stream's outputs, got {sorted(out)}")
+        raise ArgumentError(f"a single-stream method needs exactly one stream's outputs, got {sorted(out)}")
     return next(iter(out.values()))
 
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from tgsemi import distributed
 from tgsemi.config import LossConfig
+from tgsemi.errors import ArgumentError
 from tgsemi.methods.base import Batch, Gather, Method
 from tgsemi.methods.fixmatch import fixmatch_terms
 from tgsemi.models.r3d import StreamOutput
@@ -21,7 +22,7 @@ def alignment(rgb: list[Tensor], tg: list[Tensor], n: int, stages: list[int]) ->
     for k in stages:
         f, g = rgb[k][:n], tg[k][:n].detach()
         if f.shape != g.shape:
-            raise ValueError(f"stage {k}: RGB features {tuple(f.shape)} and TG features {tuple(g.shape)} differ")
+            raise ArgumentError(f"stage {k}: RGB features {tuple(f.shape)} and TG features {tuple(g.shape)} differ")
         total = total + 1 - F.cosine_similarity(f.float(), g.float(), dim=1).mean()
     return total
 
@@ -32,7 +33,7 @@ def nce(a: Tensor, b: Tensor, temperature: float, gather: Gather) -> Tensor:
     b_all = gather(b)
     world = distributed.world_size()
     if len(b_all) != len(b) * world:
-        raise ValueError(f"gather returned {len(b_all)} rows for {len(b)} per rank on {world} rank(s)")
+        raise ArgumentError(f"gather returned {len(b_all)} rows for {len(b)} per rank on {world} rank(s)")
     with torch.autocast(a.device.type, enabled=False):  # keep the similarities in float32
         logits = a.float() @ b_all.float().T / temperature
     targets = torch.arange(len(a), device=a.device) + distributed.rank() * len(a)
@@ -42,9 +43,11 @@ def nce(a: Tensor, b: Tensor, temperature: float, gather: Gather) -> Tensor:
 def cross_modal_contrast(q: Tensor | None, r: Tensor | None, n: int, temperature: float, gather: Gather) -> Tensor:
     """``0.5 (NCE(q, r) + NCE(r, q))`` on L2-normalised RGB (q) and TG (r) projections."""
     if q is None or r is None:
-        raise ValueError("tg_fixmatch needs both streams' projections: run the model with n_project = n_l + n_u")
+        raise ArgumentError("tg_fixmatch needs both streams' projections: run the model with n_project = n_l + n_u")
     if len(q) != n or len(r) != n:
-        raise ValueError(f"projections must cover the {n} labeled + weak clips, got {len(q)} (rgb) and {len(r)} (tg)")
+        raise ArgumentError(
+            f"projections must cover the {n} labeled + weak clips, got {len(q)} (rgb) and {len(r)} (tg)"
+        )
     q, r = F.normalize(q.float(), dim=1), F.normalize(r.float(), dim=1)
     return 0.5 * (nce(q, r, temperature, gather) + nce(r, q, temperature, gather))
 
@@ -53,7 +56,7 @@ def tg_fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
 ) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
     if set(out) != {"rgb", "tg"}:
-        raise ValueError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
+        raise ArgumentError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]
     terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather)
     n = batch.n_l + batch.n_u

@@ -9,8 +9,6 @@ under the same names. Layer names follow torchvision's ``r3d_18`` (``stem``, ``l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,14 +29,24 @@ class StreamOutput:
     projection: Tensor | None = None  # projection head of the first n_project pooled rows
 
 
-def bn_groups(split: str, n_l: int, n_u: int) -> tuple[int, ...]:
-    """Sizes of the row groups a batch ``[labeled (n_l) | weak (n_u) | strong (n_u)]`` is
-    normalised in: ``none`` one batch (the paper's), ``strong`` the strong views apart,
-    ``labeled`` the labeled clips apart from both unlabeled views, ``views`` all three apart."""
+@dataclass(frozen=True)
+class BNGroups:
+    """How BatchNorm normalises one training batch: the row groups ``sizes``, each with its own
+    statistics, and the first ``stats_rows`` rows (labeled and weak clips) feeding the running
+    statistics. Handed to the forward call, so a batch's grouping lives exactly as long as it does."""
+
+    sizes: tuple[int, ...]
+    stats_rows: int
+
+
+def bn_groups(split: str, n_l: int, n_u: int) -> BNGroups:
+    """The grouping of a batch ``[labeled (n_l) | weak (n_u) | strong (n_u)]``: ``none`` one batch
+    (the paper's), ``strong`` the strong views apart, ``labeled`` the labeled clips apart from both
+    unlabeled views, ``views`` all three apart."""
     sizes = {"none": (n_l + 2 * n_u,), "strong": (n_l + n_u, n_u), "labeled": (n_l, 2 * n_u), "views": (n_l, n_u, n_u)}[
         split
     ]
-    return tuple(s for s in sizes if s)
+    return BNGroups(tuple(s for s in sizes if s), stats_rows=n_l + n_u)
 
 
 class SplitBatchNorm3d(nn.BatchNorm3d):
@@ -49,51 +57,39 @@ class SplitBatchNorm3d(nn.BatchNorm3d):
     clips 12x the standard deviation), and a labeled clip's statistics differ from those
     of a batch dominated by unlabeled ones. Normalised together, the clean clips train at
     a scale that the statistics used at test time do not reproduce. Running statistics
-    come from the first ``stats_rows`` rows (the labeled and weakly augmented clips) whatever the
-    grouping; parameters and buffers are those of a BatchNorm3d, so checkpoints do not
-    depend on the option.
+    come from the first ``groups.stats_rows`` rows whatever the grouping; parameters and buffers
+    are those of a BatchNorm3d, so checkpoints do not depend on the option.
     """
 
-    groups: tuple[int, ...] = ()
-    stats_rows: int = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or len(self.groups) < 2:
+    def forward(self, x: Tensor, groups: BNGroups | None = None) -> Tensor:
+        if not self.training or groups is None or len(groups.sizes) < 2:
             return super().forward(x)
-        parts = list(x.split(list(self.groups)))
-        if self.groups[0] == self.stats_rows:  # BatchNorm's own pass over it keeps the buffers
+        parts = list(x.split(list(groups.sizes)))
+        if groups.sizes[0] == groups.stats_rows:  # BatchNorm's own pass over it keeps the buffers
             out = [super().forward(parts.pop(0))]
         else:
             with torch.no_grad():
-                super().forward(x[: self.stats_rows])  # for the running statistics only
+                super().forward(x[: groups.stats_rows])  # for the running statistics only
             out = []
         out += [F.batch_norm(p, None, None, self.weight, self.bias, True, 0.0, self.eps) for p in parts]
         return torch.cat(out)
 
 
-@contextmanager
-def split_batchnorm(model: nn.Module, groups: tuple[int, ...], stats_rows: int) -> Iterator[None]:
-    """Within the block, every SplitBatchNorm3d of ``model`` normalises the row ``groups``
-    of its input apart and keeps running statistics of the first ``stats_rows`` rows
-    (one group: the whole batch together, and nothing to set)."""
-    if len(groups) < 2:
-        yield
-        return
-    layers = [m for m in model.modules() if isinstance(m, SplitBatchNorm3d)]
-    for m in layers:
-        m.groups, m.stats_rows = groups, stats_rows
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.groups, m.stats_rows = (), 0
+class _Chain(nn.Sequential):
+    """``nn.Sequential`` that hands a batch's ``BNGroups`` on to the layers that take them (a
+    SyncBatchNorm swapped in by ``convert_sync_batchnorm`` does not: the two options exclude each other)."""
+
+    def forward(self, x: Tensor, groups: BNGroups | None = None) -> Tensor:
+        for layer in self:
+            x = layer(x, groups) if isinstance(layer, (SplitBatchNorm3d, _Chain, BasicBlock)) else layer(x)
+        return x
 
 
-def _conv_bn(cin: int, cout: int, kernel, stride, padding, relu: bool) -> nn.Sequential:
+def _conv_bn(cin: int, cout: int, kernel, stride, padding, relu: bool) -> _Chain:
     layers = [nn.Conv3d(cin, cout, kernel, stride, padding, bias=False), SplitBatchNorm3d(cout)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    return _Chain(*layers)
 
 
 class BasicBlock(nn.Module):
@@ -106,13 +102,13 @@ class BasicBlock(nn.Module):
         self.downsample = _conv_bn(cin, cout, 1, stride, 0, relu=False) if stride != 1 or cin != cout else None
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+    def forward(self, x: Tensor, groups: BNGroups | None = None) -> Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x, groups)
+        return self.relu(self.conv2(self.conv1(x, groups), groups) + shortcut)
 
 
-def _stage(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
+def _stage(cin: int, cout: int, stride: int) -> _Chain:
+    return _Chain(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
 
 
 def projection_head(in_dim: int, dim: int) -> nn.Sequential:
@@ -190,20 +186,21 @@ class R3D18(nn.Module):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor, n_project: int = 0) -> StreamOutput:
+    def forward(self, x: Tensor, n_project: int = 0, groups: BNGroups | None = None) -> StreamOutput:
         """``x``: (N, 3, T, H, W); ``features`` are the outputs of layer1 (after its temporal
         pool in ``mmaction``) to layer4. The projection runs here, not in the loss, so that DDP sees
-        every parameter used inside forward."""
-        x = self.stem(x)
+        every parameter used inside forward. ``groups``: the batch's BatchNorm grouping while
+        training (``bn_groups``; None: one batch)."""
+        x = self.stem(x, groups)
         features = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
+            x = stage(x, groups)
             features.append(x)
         pooled = x.mean(dim=(2, 3, 4))
         logits = self.fc(self.dropout(pooled))
         projection = None
         if n_project > 0:
             if self.projector is None:
-                raise ValueError("n_project > 0 but this network was built without a projection head")
+                raise ArgumentError(f"n_project={n_project} but this network was built without a projection head")
             projection = self.projector(pooled[:n_project])
         return StreamOutput(logits, features, pooled, projection)

@@ -6,7 +6,8 @@ from torch import Tensor, nn
 
 from tgsemi.config import ModelConfig
 from tgsemi.errors import ArgumentError
-from tgsemi.models.r3d import R3D18, StreamOutput
+from tgsemi.models.pretrained import input_norm, load_pretrained, with_input_norm
+from tgsemi.models.r3d import R3D18, BNGroups, StreamOutput
 
 STREAMS = ("rgb", "tg")
 
@@ -30,30 +31,45 @@ class TwoStream(nn.Module):
         """The stream used for inference: RGB when present (the TG net only teaches it)."""
         return "rgb" if "rgb" in self.nets else self.streams[0]
 
-    def forward(self, inputs: dict[str, Tensor], n_project: int = 0) -> dict[str, StreamOutput]:
+    def forward(
+        self, inputs: dict[str, Tensor], n_project: int = 0, groups: BNGroups | None = None
+    ) -> dict[str, StreamOutput]:
+        """Each stream's clips through its network; ``n_project`` and ``groups`` as for ``R3D18``."""
         unknown = sorted(set(inputs) - set(self.nets))
         if unknown:
             raise ArgumentError(f"no network for stream(s) {unknown}; this model has {list(self.streams)}")
-        return {name: self.nets[name](x, n_project) for name, x in inputs.items()}
+        return {name: self.nets[name](x, n_project, groups) for name, x in inputs.items()}
 
 
-def create_model(cfg: ModelConfig, num_classes: int, streams: tuple[str, ...], projection: bool) -> TwoStream:
-    """One freshly initialised R3D-18 per stream (both trained from scratch, jointly)."""
+def create_model(
+    cfg: ModelConfig, num_classes: int, streams: tuple[str, ...], projection: bool, pretrained: bool = False
+) -> TwoStream:
+    """One R3D-18 per stream, each fed its input in the statistics ``model.input_norm`` resolves to.
+
+    ``pretrained``: load ``model.pretrained`` into the networks of ``model.pretrained_streams`` (a run
+    starting; not one resuming or loaded for evaluation, whose own weights replace these), else random init.
+    """
     if len(set(streams)) != len(streams):
         raise ArgumentError(f"duplicate streams in {streams}")
     dim = cfg.projection_dim if projection else None
-    return TwoStream(
+    model = TwoStream(
         {
-            s: R3D18(
-                num_classes,
-                cfg.width,
-                cfg.dropout,
-                dim,
-                layout=cfg.layout,
-                bn_eps=cfg.bn_eps,
-                bn_momentum=cfg.bn_momentum,
-                projection_init_std=cfg.projection_init_std,
+            s: with_input_norm(
+                R3D18(
+                    num_classes,
+                    cfg.width,
+                    cfg.dropout,
+                    dim,
+                    layout=cfg.layout,
+                    bn_eps=cfg.bn_eps,
+                    bn_momentum=cfg.bn_momentum,
+                    projection_init_std=cfg.projection_init_std,
+                ),
+                input_norm(cfg, s),
             )
             for s in streams
         }
     )
+    if pretrained:
+        load_pretrained(model, cfg)
+    return model

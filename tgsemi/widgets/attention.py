@@ -8,11 +8,9 @@ import ipywidgets as widgets
 import numpy as np
 
 from tgsemi.analysis import labels
-from tgsemi.analysis.gradcam import DEFAULT_LAYER, gradcam, load_clip, overlay, to_frames
+from tgsemi.analysis.gradcam import DEFAULT_LAYER, LAYERS, gradcam, load_clip, overlay, to_frames
 from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
-
-LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
 class GradCamViewer(widgets.VBox):

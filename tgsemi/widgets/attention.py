@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from tgsemi.analysis import labels
 from tgsemi.analysis.gradcam import DEFAULT_LAYER, LAYERS, gradcam, load_clip, overlay, to_frames
 from tgsemi.widgets.images import captioned, image_slot, png
-from tgsemi.widgets.workspace import as_list, test_videos
+from tgsemi.widgets.workspace import as_list, video_choices
 
 
 class GradCamViewer(widgets.VBox):
@@ -20,7 +21,7 @@ class GradCamViewer(widgets.VBox):
     the frame or opacity slider only re-blends.
     """
 
-    def __init__(self, runs, width: int = 200):
+    def __init__(self, runs, width: int = 200, videos: list[str | Path] | None = None):
         self.runs = as_list(runs)
         self.views = [(run, m) for run in self.runs for m in run.model.streams]
         names = labels(self.views)
@@ -29,7 +30,7 @@ class GradCamViewer(widgets.VBox):
         self.names, self.width = names, width
         classes = self.runs[0].class_names
         self.video = widgets.Dropdown(
-            options=test_videos(self.runs[0]), description="video", layout=widgets.Layout(width="520px")
+            options=video_choices(self.runs[0], videos), description="video", layout=widgets.Layout(width="520px")
         )
         pairs = pairs or {names[0]: (0, 0)}  # a single network: shown twice
         default = pairs[rgb_pairs[0]] if rgb_pairs else next(iter(pairs.values()))
@@ -69,7 +70,8 @@ class GradCamViewer(widgets.VBox):
     def _clip(self, run) -> dict:
         key = (run.path, self.video.value)
         if key not in self._clips:
-            self._clips[key] = load_clip(run, f"test:{self.video.value}")
+            video = self.video.value  # a test index or a file
+            self._clips[key] = load_clip(run, f"test:{video}" if isinstance(video, int) else video)
         return self._clips[key]
 
     def _cam(self, view: int) -> tuple[np.ndarray, int, int]:
@@ -77,6 +79,7 @@ class GradCamViewer(widgets.VBox):
         run, modality = self.views[view]
         clip = self._clip(run)
         target = clip["label"] if self.target.value == "true" else self.target.value
+        target = "pred" if target == -1 else target  # "true" on a file of unknown class: explain the prediction
         key = (view, self.video.value, self.layer.value, target)
         if key not in self._cams:
             cam, pred = gradcam(run.net(modality), clip[modality], self.layer.value, target)
@@ -88,9 +91,9 @@ class GradCamViewer(widgets.VBox):
             run, modality = self.views[view]
             cam, pred, explained = self._cam(view)
             label = self._clip(run)["label"]
-            verdict = "right" if pred == label else "wrong"
+            verdict = "" if label < 0 else " (right)" if pred == label else " (wrong)"
             self.captions[side].value = (
-                f"<b>{self.names[view]}</b>: predicts {run.class_names[pred]} ({verdict});"
+                f"<b>{self.names[view]}</b>: predicts {run.class_names[pred]}{verdict};"
                 f"<br>map for {run.class_names[explained]}"
             )
         self.blend()
@@ -108,5 +111,7 @@ class GradCamViewer(widgets.VBox):
             self.overlays[side].value = png(blended, self.width)
 
 
-def gradcam_viewer(runs) -> GradCamViewer:
-    return GradCamViewer(runs)
+def gradcam_viewer(runs, videos: list[str | Path] | None = None) -> GradCamViewer:
+    """``runs``: run folders, checkpoints or loaded runs; ``videos``: any video files to offer besides the
+    test videos."""
+    return GradCamViewer(runs, videos=videos)

@@ -15,9 +15,10 @@ from tgsemi.analysis import labels, views_of
 from tgsemi.analysis.corruptions import NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
 from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.robustness import SUITE_TITLES, robustness, suite_markdown
+from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.widgets.images import captioned, image_slot, png
-from tgsemi.widgets.workspace import as_list, test_videos
+from tgsemi.widgets.workspace import as_list, video_choices
 
 WIDTH = 180
 
@@ -37,7 +38,7 @@ class RobustnessProbe(widgets.VBox):
     ``compute_table()`` (or the button) evaluates the whole test set under the
     suite's corruptions: Table 5 for ``paper``, mPC and rPC for every suite."""
 
-    def __init__(self, runs, modality: str | None = None):
+    def __init__(self, runs, modality: str | None = None, videos: list[str | Path] | None = None):
         self.runs, self.modality = as_list(runs), modality
         self.views = views_of(self.runs, modality)
         self.names = labels(self.views)
@@ -51,7 +52,7 @@ class RobustnessProbe(widgets.VBox):
         self.clean = {run.path: run.dataset("test") for run in self.runs}
         self.corrupted: tuple[tuple[str, int] | None, dict[Path, EvalDataset]] = (None, {})  # selection, sets
         self.video = widgets.Dropdown(
-            options=test_videos(self.runs[0]), description="video", layout=widgets.Layout(width="520px")
+            options=video_choices(self.runs[0], videos), description="video", layout=widgets.Layout(width="520px")
         )
         self.images = {k: image_slot(WIDTH) for k in ("clean", "corrupted", "clean TG", "corrupted TG")}
         self.predictions = widgets.HTML()
@@ -82,19 +83,26 @@ class RobustnessProbe(widgets.VBox):
             return self.clean[run.path]
         selection = (self.corruption.value, self.severity.value)
         if self.corrupted[0] != selection:
-            corruption = partial(corrupt, name=selection[0], severity=selection[1])
-            self.corrupted = (selection, {r.path: r.dataset("test", corruption=corruption) for r in self.runs})
+            self.corrupted = (selection, {r.path: r.dataset("test", corruption=self._corruption()) for r in self.runs})
         return self.corrupted[1][run.path]
 
+    def _corruption(self) -> partial:
+        return partial(corrupt, name=self.corruption.value, severity=self.severity.value)
+
     def _item(self, run, corrupted: bool) -> dict:
-        return self._dataset(run, corrupted)[self.video.value]
+        video = self.video.value
+        if isinstance(video, int):  # a test video
+            return self._dataset(run, corrupted)[video]
+        sample = Sample(str(Path(video).resolve()), -1)  # a file the user named: a one-video set
+        return run.eval_dataset("/", [sample], corruption=self._corruption() if corrupted else None, trusted=True)[0]
 
     def draw(self) -> None:
         self.severity.disabled = self.corruption.value in NO_SEVERITY
         items = {run.path: (self._item(run, False), self._item(run, True)) for run in self.runs}
         clean, bad = items[self.runs[0].path]
         if not clean["ok"]:
-            path = self.clean[self.runs[0].path].paths[self.video.value]
+            video = self.video.value
+            path = self.clean[self.runs[0].path].paths[video] if isinstance(video, int) else video
             self.predictions.value = f"<span style='color:#b00'>{html.escape(str(path))} cannot be decoded</span>"
             return
         mid = clean["rgb"].shape[2] // 2  # (V, C, T, H, W): the middle frame of the clip
@@ -105,7 +113,7 @@ class RobustnessProbe(widgets.VBox):
             ("corrupted TG", bad, "tg"),
         ):
             self.images[key].value = png(to_frames(item[stream][0])[mid], WIDTH)
-        truth = self.runs[0].class_names[clean["label"]]
+        truth = self.runs[0].class_names[clean["label"]] if clean["label"] >= 0 else "not known (your video)"
         rows = [
             f"<tr><td>{name}</td>" + "".join(self._cell(run, m, item) for item in items[run.path]) + "</tr>"
             for name, (run, m) in zip(self.names, self.views)
@@ -119,7 +127,7 @@ class RobustnessProbe(widgets.VBox):
     def _cell(run, modality: str, item: dict) -> str:
         p = _probabilities(run.net(modality), item[modality][0])
         k = int(p.argmax())
-        mark = "&#10003;" if k == item["label"] else "&#10007;"
+        mark = "" if item["label"] < 0 else "&#10003;" if k == item["label"] else "&#10007;"
         return f"<td>{mark} {run.class_names[k]} ({100 * float(p[k]):.0f}%)</td>"
 
     def compute_table(self) -> dict:
@@ -137,5 +145,7 @@ class RobustnessProbe(widgets.VBox):
         return result
 
 
-def robustness_probe(runs, modality: str | None = None) -> RobustnessProbe:
-    return RobustnessProbe(runs, modality)
+def robustness_probe(runs, modality: str | None = None, videos: list[str | Path] | None = None) -> RobustnessProbe:
+    """``runs``: run folders, checkpoints or loaded runs; ``videos``: any video files to offer besides the
+    test videos."""
+    return RobustnessProbe(runs, modality, videos)

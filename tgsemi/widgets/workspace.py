@@ -16,7 +16,7 @@ from pathlib import Path
 from tgsemi.config import Config, load_config
 from tgsemi.extras import require
 from tgsemi.methods import METHODS
-from tgsemi.runfiles import RunPaths
+from tgsemi.runfiles import DATA_FILES, RunPaths
 from tgsemi.runs import Run, load_run
 
 # Per mode: synthetic preset and folder (as `tgsemi demo` names them), training
@@ -89,13 +89,12 @@ def is_trained(path: Path) -> bool:
 
 
 def load(path: str | Path) -> Run:
-    """``load_run`` with relative data paths resolved against ``home()`` (the
-    demo writes them relative to the repository root; notebooks run elsewhere)."""
+    """``load_run`` with relative data paths resolved against ``home()``: runs saved before checkpoints
+    recorded absolute data paths name them relative to the repository root; notebooks run elsewhere."""
     run = load_run(path)
-    data = run.cfg.data
-    keys = ("root", "train_list", "test_list", "labeled_list", "unlabeled_list")
-    moved = {k: str(home() / v) for k in keys if (v := getattr(data, k)) and not Path(v).is_absolute()}
-    return replace(run, cfg=run.cfg.model_copy(update={"data": data.model_copy(update=moved)}))
+    keys = ("root", *DATA_FILES)
+    moved = {k: str(home() / v) for k in keys if (v := getattr(run.data, k)) and not Path(v).is_absolute()}
+    return replace(run, data=run.data.model_copy(update=moved))
 
 
 def ensure_runs(methods: tuple[str, ...] | None = None) -> dict[str, Run]:
@@ -142,10 +141,12 @@ def as_list(runs) -> list[Run]:
     return as_runs(list(runs.values()) if isinstance(runs, dict) else list(runs))
 
 
-def test_videos(run: Run) -> dict[str, int]:
-    """Label -> index of the run's test videos, for a dropdown."""
+def video_choices(run: Run, videos: list[str | Path] | None = None) -> dict[str, int | str]:
+    """Label -> video for a dropdown: ``videos`` (any files or rawframe folders: their path) first,
+    then the run's test videos (their index in the test list)."""
     samples = run.dataset("test").samples
-    return {f"{k}: {s.path} ({run.class_names[s.label]})": k for k, s in enumerate(samples)}
+    files = {f"{Path(v).name} (your video)": str(v) for v in videos or []}
+    return files | {f"{k}: {s.path} ({run.class_names[s.label]})": k for k, s in enumerate(samples)}
 
 
 def analysis_dir() -> Path:

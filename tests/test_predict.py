@@ -125,3 +125,21 @@ def test_cli_comforts(tiny_root, capsys):
         cli(["eval", "--help"])
     shown = " ".join(capsys.readouterr().out.split())  # unwrapped
     assert "--clips CLIPS default: 10" in shown and "(default: auto)" in shown
+
+
+def test_a_crafted_checkpoint_cannot_make_eval_quote_a_file(tiny_runs, tiny_root, tmp_path, capsys):
+    """Paths stored in a checkpoint are a default: a list they name that is no list (here a "secret"
+    file) is refused without quoting a line of it; the user's own --test-list is read as usual."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2 is not a list line\n")
+    ckpt = torch.load(RunPaths(tiny_runs["fixmatch"]).last, weights_only=True)
+    ckpt["config"]["data"]["test_list"] = str(secret)
+    ckpt["data_paths"]["test_list"] = str(secret)
+    crafted = tmp_path / "crafted.pt"
+    torch.save(ckpt, crafted)
+    assert cli(["eval", str(crafted), "--clips", "1", "--crops", "1", "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "--test-list" in err
+    test_list = str(tiny_root / "testlist01.txt")
+    args = ["eval", str(crafted), "--test-list", test_list, "--clips", "1", "--crops", "1"]
+    assert cli([*args, "--json", str(tmp_path / "r.json")]) == 0

@@ -19,7 +19,7 @@ from tgsemi.data.annotations import Sample, check_exists, read_list
 from tgsemi.data.build import build_splits
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.data.video import Decoding
-from tgsemi.errors import ArgumentError
+from tgsemi.errors import AnnotationError, ArgumentError, CheckpointError, MissingFilesError
 from tgsemi.evaluate import evaluate
 from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
@@ -36,6 +36,7 @@ class Run:
     class_names: list[str]
     step: int
     data: DataConfig  # cfg.data with the paths to read now (``data_to_read``)
+    user_lists: frozenset[str] = frozenset()  # data.* list keys the user named, not the checkpoint
 
     @property
     def name(self) -> str:
@@ -52,14 +53,24 @@ class Run:
         """A split's videos. ``test`` reads the test list alone, labelled by the run's own class
         names, so a test set evaluates without the train list; the others redraw the run's split."""
         d = self.data
-        if split == "test":
-            listed = Path(d.test_list) if d.test_list else Path(d.root) / "testlist01.txt"
-            test = read_list(listed, class_index=self.class_names, subset="test").samples
-            return check_exists(d.root, test, d.on_missing, d.allow_outside_root, d.follow_symlinks)
-        if split not in ("train", "labeled"):
+        if split not in ("test", "train", "labeled"):
             raise ArgumentError(f"unknown split {split!r}: test, train or labeled")
-        s = build_splits(d, self.cfg.seed)
-        return s.unlabeled if split == "train" else s.labeled
+        try:
+            if split == "test":
+                listed = Path(d.test_list) if d.test_list else Path(d.root) / "testlist01.txt"
+                test = read_list(listed, class_index=self.class_names, subset="test").samples
+                return check_exists(d.root, test, d.on_missing, d.allow_outside_root, d.follow_symlinks)
+            s = build_splits(d, self.cfg.seed)
+            return s.unlabeled if split == "train" else s.labeled
+        except (AnnotationError, MissingFilesError) as exc:
+            if split == "test" and "test_list" in self.user_lists:
+                raise
+            # a list the checkpoint named: a crafted checkpoint must not make us quote any file's lines
+            where = f"{exc.file}, line {exc.line}" if isinstance(exc, AnnotationError) else f"under {d.root}"
+            raise CheckpointError(
+                f"{self.path}: the {split} data its checkpoint names cannot be read ({type(exc).__name__} in "
+                f"{where}); give the list on the command line (--test-list) or the data (--data-root)"
+            ) from None
 
     def dataset(
         self,
@@ -120,6 +131,7 @@ def load_run(
     data = data_to_read(cfg.data, ckpt.get("data_paths"), data_root)
     if test_list:
         data = data.model_copy(update={"test_list": str(Path(test_list).resolve())})
+    user = frozenset(["test_list"] if test_list else [])
     return Run(
         RunPaths.named_by(path).root,
         cfg,
@@ -127,6 +139,7 @@ def load_run(
         list(ckpt["class_names"]),
         ckpt["position"]["step"],
         data,
+        user,
     )
 
 

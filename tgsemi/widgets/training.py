@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from tgsemi.config import Config
 from tgsemi.engine import train
 from tgsemi.methods import METHODS
-from tgsemi.runfiles import RunPaths, parse_jsonl
+from tgsemi.runfiles import RunPaths, read_metrics  # read_metrics: also for the notebooks
 from tgsemi.widgets.images import figure_png
 from tgsemi.widgets.workspace import is_trained, mode, run_dir, train_config
 
@@ -22,11 +22,6 @@ PANELS = {  # subplot title -> metrics drawn as lines (smoothed) or, for val/*, 
     "pseudo-labels": ("mask_rate", "pl_acc"),
     "accuracy (%)": ("train_acc", "val/rgb/top1", "val/tg/top1"),
 }
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The lines of a (possibly still growing) metrics.jsonl; a torn last line is skipped."""
-    return parse_jsonl(path.read_text()) if path.exists() else []
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

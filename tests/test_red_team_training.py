@@ -53,7 +53,9 @@ def test_a_crash_in_the_final_validation_loses_no_training(tiny_root, reference,
     with pytest.raises(RuntimeError, match="class range"):
         engine.train(tiny(tiny_root), tmp_path)
     assert rt.saved_step(tmp_path) == TOTAL
-    assert rt.identical(checkpoint.load(tmp_path)["model"], rt.weights_at(reference, TOTAL))
+    saved, trained = checkpoint.load(tmp_path)["model"], rt.weights_at(reference, TOTAL)
+    learned = [k for k in saved if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert rt.identical(saved, trained, learned)  # every weight trained; the final PreciseBN statistics come later
     assert validations(tmp_path) == []
 
     monkeypatch.setattr(engine, "validate", validate)  # the cause fixed, the same command validates it

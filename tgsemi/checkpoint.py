@@ -18,7 +18,7 @@ import torch
 from tgsemi.config import config_from_dict
 from tgsemi.errors import CheckpointError, ConfigError
 from tgsemi.outputs import writing
-from tgsemi.runfiles import LAST, RunPaths
+from tgsemi.runfiles import DATA_FILES, LAST, RunPaths
 
 
 def rng_state() -> dict:
@@ -120,6 +120,11 @@ def validate_checkpoint(ckpt: object, path: str | Path) -> dict:
         raise wrong("its rng holds no torch generator state")
     if "optimizer" in ckpt and not {"state", "param_groups"} <= set(ckpt["optimizer"]):
         raise wrong("its optimizer is no optimizer state dict (state, param_groups)")
+    paths = ckpt.get("data_paths", {"root": ""})  # runfiles.trained_on; absent in older checkpoints
+    if not (isinstance(paths, dict) and isinstance(paths.get("root"), str)) or not all(
+        v is None or isinstance(v, str) for k, v in paths.items() if k in DATA_FILES
+    ):
+        raise wrong("its data_paths is no mapping of a root and list paths")
     try:
         config_from_dict(ckpt["config"])
     except ConfigError as exc:

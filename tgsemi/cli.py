@@ -551,10 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
     ):
         add(sub)
-    for s in sub.choices.values():
+    for s in _parsers(p):
         _show_defaults(s)
         _check_types(s)
     return p
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand's parser, nested ones (``lists convert``) included."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [q for a in subs for s in a.choices.values() for q in (s, *_parsers(s))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -357,6 +357,7 @@ class TrainLog:
             self.tb.add_hparams(scalars, metrics, run_name="hparams")
 
     def close(self) -> None:
+        """Idempotent: tqdm and SummaryWriter both ignore a second close."""
         self.bar.close()
         if self.enabled:
             with writing(self.tb.log_dir):
@@ -421,49 +422,54 @@ def _train(cfg: Config, paths: RunPaths, stop: stopping.StopRequest) -> TwoStrea
     if pos.step >= t.total and (pos.step == 0 or _validated_at(paths, pos.step)):
         return t.net  # finished already (or nothing to train): re-running the command changes nothing
     logged = TrainLog(t, pos)
-    labeled = t.loaders.labeled_batches(pos.labeled_pass, pos.labeled_batches)
-    every = eval_interval(cfg.train.eval_every_epochs, t.loaders.steps_per_epoch)
-    while pos.step < t.total:
-        for unl in t.loaders.unlabeled_batches(pos.epoch, pos.epoch_batches):
-            if pos.step >= t.total:
-                break
-            if pos.step and pos.step % every == 0:  # before the next step: a run resumed here validates too
-                logged.write(pos.step, validated(t, pos))
-            labeled_at, lab = next(labeled)
-            result = one_step(t, pos, lab, unl)
-            pos.advance(labeled_at)
-            logged.step(pos, result)
-            signum = stop.requested(t.device) if pos.step < t.total else 0
-            if signum or (pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < t.total):
-                save_checkpoint(t, pos)
-            if signum:
-                raise _stopped(t, pos, signum, logged)
-        else:  # the epoch's unlabeled batches are used up
-            pos.next_epoch()
-            if pos.step < t.total:
-                end_epoch(t, pos)
-    save_checkpoint(t, pos)  # before the final validation: however that ends, no training is lost
-    if signum := stop.requested(t.device):  # a rerun validates a run whose final validation is missing
-        raise _stopped(t, pos, signum, logged)
-    final = validated(t, pos)
-    logged.write(pos.step, final)
-    logged.hparams(final)
-    if distributed.is_main():
-        t.paths.bad_inputs.write_text(json.dumps(bad_inputs.collect(t.paths.bad_inputs_log), indent=1))
-    logged.close()
+    try:
+        labeled = t.loaders.labeled_batches(pos.labeled_pass, pos.labeled_batches)
+        every = eval_interval(cfg.train.eval_every_epochs, t.loaders.steps_per_epoch)
+        while pos.step < t.total:
+            for unl in t.loaders.unlabeled_batches(pos.epoch, pos.epoch_batches):
+                if pos.step >= t.total:
+                    break
+                if pos.step and pos.step % every == 0:  # before the next step: a run resumed here validates too
+                    logged.write(pos.step, validated(t, pos))
+                labeled_at, lab = next(labeled)
+                result = one_step(t, pos, lab, unl)
+                pos.advance(labeled_at)
+                logged.step(pos, result)
+                signum = stop.requested(t.device) if pos.step < t.total else 0
+                if signum or (pos.step % cfg.train.ckpt_every_steps == 0 and pos.step < t.total):
+                    save_checkpoint(t, pos)
+                if signum:
+                    raise _stopped(t, pos, signum)
+            else:  # the epoch's unlabeled batches are used up
+                pos.next_epoch()
+                if pos.step < t.total:
+                    end_epoch(t, pos)
+        save_checkpoint(t, pos)  # before the final validation: however that ends, no training is lost
+        if signum := stop.requested(t.device):  # a rerun validates a run whose final validation is missing
+            raise _stopped(t, pos, signum)
+        final = validated(t, pos)
+        save_checkpoint(t, pos)  # again, with the PreciseBN statistics the final numbers were measured with
+        logged.write(pos.step, final)
+        logged.hparams(final)
+        if distributed.is_main():
+            t.paths.bad_inputs.write_text(json.dumps(bad_inputs.collect(t.paths.bad_inputs_log), indent=1))
+    finally:  # also when a step fails: the TensorBoard thread and the progress bar end with the run
+        logged.close()
     return t.net
 
 
 def _validated_at(paths: RunPaths, step: int) -> bool:
     """Whether metrics.jsonl has the validation of ``step``: a run whose final validation failed
-    or was stopped has its final checkpoint, and its next run validates it."""
-    records = read_metrics(paths.metrics)
-    return any(r.get("step") == step and any(k.startswith("val/") for k in r) for r in records)
+    or was stopped has its final checkpoint, and its next run validates it. Rank 0 reads the file and
+    tells the others: without a shared filesystem they could disagree, and hang in the validation."""
+    done = None
+    if distributed.is_main():
+        done = any(r.get("step") == step and any(k.startswith("val/") for k in r) for r in read_metrics(paths.metrics))
+    return bool(distributed.all_gather_object(done)[0])
 
 
-def _stopped(t: Training, pos: Position, signum: int, logged: TrainLog) -> RunInterrupted:
+def _stopped(t: Training, pos: Position, signum: int) -> RunInterrupted:
     """The error that ends a run a signal stopped, once its checkpoint is saved."""
-    logged.close()
     return RunInterrupted(
         signum,
         f"stopped by {signal.Signals(signum).name} at step {pos.step} of {t.total}; "

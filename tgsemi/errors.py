@@ -84,3 +84,7 @@ class MissingExtraError(TgsemiError, ImportError):
 class DataCheckError(TgsemiError):
     """The lists of a run disagree with each other or with the class range (checked before training,
     and by ``tgsemi check-data``, which also opens every file)."""
+
+
+class ExportError(TgsemiError):
+    """An exported file that does not compute what the network computes."""

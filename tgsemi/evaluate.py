@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from tgsemi import distributed
 from tgsemi.data.datasets import EvalDataset
+from tgsemi.errors import ArgumentError
 from tgsemi.runtime import autocast, to_device
 
 Net = tuple[nn.Module, str]  # a network and the stream it reads ("rgb" or "tg")
@@ -43,7 +44,11 @@ def predict(
     torch.distributed each rank scores every world-th video and all ranks receive every video in
     the dataset's order: the numbers equal one process's, in 1/world of the time.
     """
+    if len(dataset) == 0:
+        raise ArgumentError("no videos to predict: the list is empty (or every file in it is missing)")
     world, rank = distributed.world_size(), distributed.rank()
+    if len(dataset) < world:  # a rank without a video would have nothing to gather: all score all
+        world = 1
     shard = dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     for net, _ in nets:

@@ -34,17 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from tgsemi import __version__
-from tgsemi.errors import ArgumentError, TgsemiError
+from tgsemi.errors import ArgumentError, ExportError
 from tgsemi.extras import require
 from tgsemi.models.pretrained import input_norm, norm_stats
 from tgsemi.runs import Run, load_run
 
 FORMATS = ("state_dict", "torchscript", "pt2", "onnx")
 ATOL, RTOL = 1e-4, 1e-3  # float32 logits of a file against PyTorch's (module docstring)
-
-
-class ExportError(TgsemiError):
-    """An exported file that does not compute what the network computes."""
 
 
 class Logits(nn.Module):

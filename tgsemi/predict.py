@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from tgsemi.data.annotations import Sample
-from tgsemi.data.video import VIDEO_SUFFIXES
+from tgsemi.data.annotations import video_files
 from tgsemi.errors import ArgumentError
 from tgsemi.evaluate import predict
-from tgsemi.runtime import pick_device
+from tgsemi.outputs import writing
+from tgsemi.runtime import pick_device, use_amp
 
 if TYPE_CHECKING:
     from tgsemi.runs import Run
@@ -52,7 +52,7 @@ def video_inputs(paths: Iterable[str | Path], prefix: str = "img_") -> list[Path
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and not any(p.glob(f"{prefix}*.jpg")):
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            found = video_files(p)
             if not found:
                 raise ArgumentError(f"{p}: a folder with neither {prefix}*.jpg frames nor video files")
             out.extend(found)
@@ -77,13 +77,12 @@ def predict_files(
     if topk < 1:
         raise ArgumentError(f"topk must be >= 1, got {topk}")
     files = video_inputs(paths)
-    # absolute paths under "/" : the user named these files, so no data-root boundary applies
-    samples = [Sample(str(f.resolve()), -1) for f in files]
-    ds = run.eval_dataset("/", samples, clips or run.cfg.eval.clips, crops or run.cfg.eval.crops, trusted=True)
+    ds = run.file_dataset(files, clips or run.cfg.eval.clips, crops or run.cfg.eval.crops)
     dev = pick_device(device)
     modality = modality or run.model.primary
     net = run.net(modality).to(dev)
-    out = predict([(net, modality)], ds, dev, batch_size or run.cfg.eval.batch_size, num_workers, dev.type == "cuda")[0]
+    amp = use_amp(run.cfg.train.amp, dev)
+    out = predict([(net, modality)], ds, dev, batch_size or run.cfg.eval.batch_size, num_workers, amp)[0]
     probs = out["logits"].softmax(1)
     top = probs.topk(min(topk, probs.shape[1]), dim=1)
     return [
@@ -95,8 +94,10 @@ def predict_files(
 
 
 def write_json(predictions: list[Prediction], path: str | Path) -> Path:
+    """One JSON object per video (``Prediction.to_dict``); a failed write names the path."""
     path = Path(path)
-    path.write_text(json.dumps([p.to_dict() for p in predictions], indent=1))
+    with writing(path):
+        path.write_text(json.dumps([p.to_dict() for p in predictions], indent=1))
     return path
 
 

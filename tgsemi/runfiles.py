@@ -92,13 +92,13 @@ def read_metrics(path: str | Path) -> list[dict]:
 DATA_FILES = ("train_list", "test_list", "labeled_list", "unlabeled_list", "class_index")  # data.* paths besides root
 
 
-def data_to_read(data: DataConfig, trained_on: dict | None, data_root: str | None = None) -> DataConfig:
+def data_to_read(data: DataConfig, stored: dict | None, data_root: str | None = None) -> DataConfig:
     """Where a run's data is now: the absolute paths it trained on (so a run trained with a
     relative root evaluates from any directory), with the root and the lists inside it moved
     under ``data_root`` when the user relocates the data."""
-    if not trained_on:  # checkpoints written before the absolute paths were stored
+    if not stored:  # checkpoints written before the absolute paths were stored
         return data if data_root is None else data.model_copy(update={"root": data_root})
-    old = Path(trained_on["root"])
+    old = Path(stored["root"])
     new = Path(data_root).resolve() if data_root else old
 
     def moved(path: str | None) -> str | None:
@@ -107,7 +107,7 @@ def data_to_read(data: DataConfig, trained_on: dict | None, data_root: str | Non
         p = Path(path)
         return str(new / p.relative_to(old)) if p.is_relative_to(old) else str(p)
 
-    return data.model_copy(update={"root": str(new), **{k: moved(trained_on.get(k)) for k in DATA_FILES}})
+    return data.model_copy(update={"root": str(new), **{k: moved(stored.get(k)) for k in DATA_FILES}})
 
 
 def trained_on(data: DataConfig) -> dict:

@@ -25,7 +25,7 @@ from tgsemi.methods import get_method
 from tgsemi.models import TwoStream, create_model
 from tgsemi.predict import Prediction, predict_files
 from tgsemi.runfiles import RunPaths, data_to_read
-from tgsemi.runtime import pick_device
+from tgsemi.runtime import pick_device, use_amp
 
 
 @dataclass
@@ -108,6 +108,13 @@ class Run:
             allow_outside_root=trusted or d.allow_outside_root,
         )
 
+    def file_dataset(
+        self, paths: Sequence[str | Path], clips: int = 1, crops: int = 1, corruption: Callable | None = None
+    ) -> EvalDataset:
+        """Videos the user named, anywhere (no data-root boundary), through the run's test pipeline."""
+        samples = [Sample(str(Path(p).resolve()), -1) for p in paths]
+        return self.eval_dataset("/", samples, clips, crops, corruption, trusted=True)
+
     def predict(self, paths: str | Path | Sequence[str | Path], **options) -> Prediction | list[Prediction]:
         """Class names and probabilities for one video (a file or rawframe folder), or a list of
         them for several paths or a folder of videos;
@@ -168,7 +175,7 @@ def eval_run(
         dev,
         batch_size,
         num_workers,
-        amp=dev.type == "cuda",
+        amp=use_amp(run.cfg.train.amp, dev),
         progress=progress,
     )
     return {"run": str(run.path), "split": split, "modality": modality, "clips": clips, "crops": crops, **res}

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from tgsemi.analysis import as_runs, labels
-from tgsemi.data.annotations import Sample
 from tgsemi.data.transforms import MEAN, STD
 from tgsemi.errors import ArgumentError, TgsemiError, VideoReadError
 from tgsemi.extras import require
@@ -114,7 +113,7 @@ def load_clip(run: Run, video: str | Path) -> dict:
         name = ds.samples[k].path
     else:
         path = Path(video)
-        ds = run.eval_dataset("/", [Sample(str(path.resolve()), -1)], trusted=True)  # a file the user named
+        ds = run.file_dataset([path])
         k, name = 0, str(path)
     item = ds[k]
     if not item["ok"]:

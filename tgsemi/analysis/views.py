@@ -18,7 +18,7 @@ from tgsemi.errors import TgsemiError
 from tgsemi.evaluate import metrics, predict
 from tgsemi.methods import METHODS, get_method
 from tgsemi.runs import Run, load_run
-from tgsemi.runtime import intra_op_threads, pick_device
+from tgsemi.runtime import intra_op_threads, pick_device, use_amp
 
 View = tuple[Run, str]  # a run and the stream ("rgb" or "tg") of the network to analyse
 ROLES = {name: m.role for name, m in METHODS.items()}  # report.py's table order: the registry at import
@@ -57,7 +57,7 @@ def predict_views(
     progress: bool = False,
     num_workers: int = 0,
     threads: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> list[dict]:
     """Per-video logits and pooled features (averaged over ``clips``) of each network, through
     ``evaluate.predict``; networks whose runs read the same videos the same way share one pass.
@@ -79,7 +79,7 @@ def predict_views(
     with intra_op_threads(threads or cpus.plan(None, num_workers).threads):
         for key, members in groups.items():
             nets = [(views[i][0].net(views[i][1]).to(dev), views[i][1]) for i in members]
-            amp = dev.type == "cuda"
+            amp = use_amp(views[members[0]][0].cfg.train.amp, dev)
             preds = predict(nets, datasets[key], dev, batch_size, num_workers, amp=amp, progress=progress)
             for i, pred in zip(members, preds):
                 out[i] = pred

@@ -34,6 +34,7 @@ _HMDB_NAME = re.compile(r"(.+)_test_split(\d+)\.txt")
 _HMDB_SUBSETS = {"0": "unused", "1": "train", "2": "test"}
 _UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # a list line could not hold it
 _SHOW = 80  # characters of an offending line quoted in an error
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
 @dataclass(frozen=True)
@@ -383,15 +384,18 @@ def list_class_names(path: str | os.PathLike, fmt: ReadFormat = "auto") -> set[s
     return None
 
 
+def video_files(folder: str | os.PathLike) -> list[Path]:
+    """The video files (by suffix, ``VIDEO_SUFFIXES``) at any depth under ``folder``, sorted."""
+    return sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+
+
 def read_paths(path: str | os.PathLike, root: str | os.PathLike) -> list[Sample]:
     """Videos without labels (label -1): a list of paths under `root`, one a line, or a folder,
     whose video files (at any depth, sorted) are given relative to `root`."""
-    from tgsemi.data.video import VIDEO_SUFFIXES  # decoding stays unimported for reading lists
-
     source = Path(path)
     if source.is_dir():
         base = os.path.abspath(root)
-        found = sorted(f for f in source.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+        found = video_files(source)
         if not found:
             raise AnnotationError(source, None, f"the folder holds no video file ({', '.join(VIDEO_SUFFIXES)})")
         return [Sample(os.path.relpath(os.path.abspath(f), base), -1) for f in found]

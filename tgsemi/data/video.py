@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 Indices = Sequence[int] | np.ndarray
 Chooser = Callable[[int], list[int]]  # frame count -> sorted unique frames to decode
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 # Frames are scaled at decode time only when their short side is over this many times the training
 # one: below it they cost at most 4x the pixels and stay exactly the decoded pixels that runs on
 # ordinary data (UCF-101's 240 lines for a 128 short side) have always trained on.

@@ -15,7 +15,6 @@ from tgsemi.analysis import labels, views_of
 from tgsemi.analysis.corruptions import NO_SEVERITY, SEVERITIES, SUITES, TITLES, corrupt
 from tgsemi.analysis.gradcam import to_frames
 from tgsemi.analysis.robustness import SUITE_TITLES, robustness, suite_markdown
-from tgsemi.data.annotations import Sample
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.widgets.images import captioned, image_slot, png
 from tgsemi.widgets.workspace import as_list, video_choices
@@ -93,8 +92,7 @@ class RobustnessProbe(widgets.VBox):
         video = self.video.value
         if isinstance(video, int):  # a test video
             return self._dataset(run, corrupted)[video]
-        sample = Sample(str(Path(video).resolve()), -1)  # a file the user named: a one-video set
-        return run.eval_dataset("/", [sample], corruption=self._corruption() if corrupted else None, trusted=True)[0]
+        return run.file_dataset([video], corruption=self._corruption() if corrupted else None)[0]  # a file
 
     def draw(self) -> None:
         self.severity.disabled = self.corruption.value in NO_SEVERITY

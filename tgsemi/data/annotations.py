@@ -467,7 +467,8 @@ def write_list(path: str | os.PathLike, samples: Iterable[Sample], fmt: ListForm
 # --- files on disk ----------------------------------------------------------------------
 
 
-def _inside(base: str, path: str) -> bool:
+def inside(base: str, path: str) -> bool:
+    """Whether ``path`` is ``base`` or below it (both absolute and normalised)."""
     return os.path.commonpath([base, path]) == base
 
 
@@ -491,11 +492,11 @@ def resolve_path(root: str | os.PathLike, rel: str, allow_outside: bool = False,
     full = os.path.normpath(os.path.join(base, rel))
     if allow_outside:
         return Path(root) / rel
-    if not _inside(base, full):
+    if not inside(base, full):
         raise PathOutsideRootError(
             rel, None, f"resolves outside the data root {base} (set allow_outside_root to permit this)"
         )
-    if not follow_symlinks and not _inside(_real_folder(base), real := _real(full)):
+    if not follow_symlinks and not inside(_real_folder(base), real := _real(full)):
         raise PathOutsideRootError(
             rel,
             None,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from tgsemi import cpus
 from tgsemi.config import Config
-from tgsemi.data.annotations import Sample, resolve_path
+from tgsemi.data.annotations import Sample, inside, resolve_path
 from tgsemi.data.build import Splits, build_splits
 from tgsemi.data.video import Decoding, available_backends, num_frames, read_frames
 from tgsemi.errors import DataCheckError, MissingFilesError, TgsemiError
@@ -55,7 +55,7 @@ def _keys(cfg: Config) -> dict[str, str]:
     root = Path(d.root)
     train = f"data.train_list ({d.train_list or root / 'trainlist01.txt'})"
     labeled = f"data.labeled_list ({d.labeled_list})" if d.labeled_list else f"the labeled subset of {train}"
-    unlabeled = getattr(d, "unlabeled_list", None)
+    unlabeled = d.unlabeled_list
     return {
         "train": train,
         "labeled": labeled,
@@ -235,17 +235,13 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _inside(root: str, path: str) -> bool:
-    return os.path.commonpath([root, path]) == root
-
-
 def _inspect(cfg: Config, sample: Sample, span: int) -> FileResult:
     """Open one listed video or frame folder: its frame count, and its first, middle and last frames."""
     d, out = cfg.data, FileResult(sample.path)
     try:
         full = resolve_path(d.root, sample.path, d.allow_outside_root)
         real = os.path.realpath(full)  # listed inside the root, but a link somewhere on the way leads out
-        if _inside(os.path.abspath(d.root), os.path.abspath(full)) and not _inside(os.path.realpath(d.root), real):
+        if inside(os.path.abspath(d.root), os.path.abspath(full)) and not inside(os.path.realpath(d.root), real):
             out.warnings.append(f"a symbolic link leaving the data root (to {real})")
         frames = out.frames = num_frames(full, Decoding.of(d))  # the run's guards: size, decode time
         if sample.total_frames is not None and sample.total_frames != frames:

@@ -22,7 +22,7 @@ from tgsemi.data.annotations import Sample, resolve_path
 from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.sampling import test_clip_indices, train_clip_indices
 from tgsemi.data.transforms import ReferenceStrongAug, StrongAug, WeakAug, normalize, test_crops
-from tgsemi.data.video import read_frames
+from tgsemi.data.video import Decoding, read_frames
 from tgsemi.errors import TgsemiError, TooManyBadInputsError, VideoReadError
 from tgsemi.runtime import intra_op_threads
 from tgsemi.tg import temporal_gradient
@@ -33,7 +33,7 @@ MAX_REPLACEMENTS = 50
 def load_rgb_tg(
     path: Path,
     indices: np.ndarray | Callable[[int], np.ndarray],
-    backend: str | None = None,
+    backend: Decoding | str | None = None,
     corrupt: Callable[[np.ndarray], np.ndarray] | None = None,
     spatial: Callable[[torch.Tensor], torch.Tensor] | None = None,
     cache: FrameCache | None = None,
@@ -97,7 +97,7 @@ class FrameCache:
     def __init__(self) -> None:
         self._videos: dict[Path, np.ndarray] = {}
 
-    def video(self, path: Path, backend: str | None) -> np.ndarray:
+    def video(self, path: Path, backend: Decoding | str | None) -> np.ndarray:
         if path not in self._videos:
             self._videos[path] = read_frames(path, np.arange, backend)  # every frame, counted in the same open
         return self._videos[path]
@@ -159,7 +159,7 @@ class _ClipDataset(Dataset):
         samples: Sequence[Sample],
         clip_len: int,
         frame_interval: int,
-        backend: str | None = None,
+        backend: Decoding | str | None = None,
         bad: BadInputs | None = None,
         allow_outside_root: bool = False,
         cache: FrameCache | None = None,

@@ -16,7 +16,7 @@ import torch
 from tgsemi import checkpoint
 from tgsemi.config import Config, DataConfig, config_from_dict
 from tgsemi.data.annotations import Sample, check_exists, read_list
-from tgsemi.data.build import build_splits
+from tgsemi.data.build import build_splits, list_paths
 from tgsemi.data.datasets import EvalDataset
 from tgsemi.data.video import Decoding
 from tgsemi.errors import AnnotationError, ArgumentError, CheckpointError, MissingFilesError
@@ -57,8 +57,7 @@ class Run:
             raise ArgumentError(f"unknown split {split!r}: test, train or labeled")
         try:
             if split == "test":
-                listed = Path(d.test_list) if d.test_list else Path(d.root) / "testlist01.txt"
-                test = read_list(listed, class_index=self.class_names, subset="test").samples
+                test = read_list(list_paths(d)["test"], class_index=self.class_names, subset="test").samples
                 return check_exists(d.root, test, d.on_missing, d.allow_outside_root, d.follow_symlinks)
             s = build_splits(d, self.cfg.seed)
             return s.unlabeled if split == "train" else s.labeled

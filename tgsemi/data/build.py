@@ -25,8 +25,9 @@ class Splits:
     train: list[Sample]  # the whole train list (the reference recomputes BN statistics on it)
 
 
-def _lists(cfg: DataConfig) -> dict[str, Path]:
-    """The labeled lists a run reads, by the subset an HMDB-51 split folder gives for them."""
+def list_paths(cfg: DataConfig) -> dict[str, Path]:
+    """The labeled lists a run reads (defaults: ROOT/trainlist01.txt, ROOT/testlist01.txt), by the
+    subset an HMDB-51 split folder gives for them."""
     root = Path(cfg.root)
     found = {
         "train": Path(cfg.train_list) if cfg.train_list else root / "trainlist01.txt",
@@ -48,7 +49,7 @@ def class_names(cfg: DataConfig) -> list[str] | None:
         if sorted(index.values()) != list(range(len(index))):
             raise AnnotationError(file, None, f"class indices must run from 1 to {len(index)} without a gap")
         return sorted(index, key=index.get)
-    used = [names for path in _lists(cfg).values() if (names := list_class_names(path)) is not None]
+    used = [names for path in list_paths(cfg).values() if (names := list_class_names(path)) is not None]
     return sorted(set().union(*used)) if used else None
 
 
@@ -64,7 +65,7 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
     def present(samples: list[Sample]) -> list[Sample]:
         return check_exists(root, samples, cfg.on_missing, cfg.allow_outside_root, cfg.follow_symlinks)
 
-    names, lists = class_names(cfg), _lists(cfg)
+    names, lists = class_names(cfg), list_paths(cfg)
     train = present(_read(lists["train"], names, "train"))
     test = present(_read(lists["test"], names, "test"))  # an HMDB-51 split's test marks, 2
     if "labeled" in lists:

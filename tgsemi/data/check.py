@@ -16,7 +16,6 @@ import statistics
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from tqdm import tqdm
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from tgsemi import cpus
 from tgsemi.config import Config
 from tgsemi.data.annotations import Sample, inside, resolve_path
-from tgsemi.data.build import Splits, build_splits
+from tgsemi.data.build import Splits, build_splits, list_paths
 from tgsemi.data.video import Decoding, available_backends, num_frames, read_frames
 from tgsemi.errors import DataCheckError, MissingFilesError, TgsemiError
 from tgsemi.methods import get_method
@@ -51,16 +50,15 @@ class Finding:
 
 def _keys(cfg: Config) -> dict[str, str]:
     """Each list of ``Splits`` -> the config key (and file) it came from, for the messages."""
-    d = cfg.data
-    root = Path(d.root)
-    train = f"data.train_list ({d.train_list or root / 'trainlist01.txt'})"
+    d, paths = cfg.data, list_paths(cfg.data)
+    train = f"data.train_list ({paths['train']})"
     labeled = f"data.labeled_list ({d.labeled_list})" if d.labeled_list else f"the labeled subset of {train}"
     unlabeled = d.unlabeled_list
     return {
         "train": train,
         "labeled": labeled,
         "unlabeled": f"data.unlabeled_list ({unlabeled})" if unlabeled else f"the unlabeled pool of {train}",
-        "test": f"data.test_list ({d.test_list or root / 'testlist01.txt'})",
+        "test": f"data.test_list ({paths['test']})",
     }
 
 

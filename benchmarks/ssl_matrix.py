@@ -41,7 +41,8 @@ import numpy as np
 from tqdm import tqdm
 
 from tgsemi.config import load_config
-from tgsemi.data.synth import RECIPE, make_dataset, recipe, synth_knobs
+from tgsemi.data.synth import synth_knobs
+from tgsemi.demo import ensure_data
 from tgsemi.engine import train
 from tgsemi.errors import ArgumentError
 from tgsemi.runfiles import RunPaths, read_metrics
@@ -94,15 +95,6 @@ COLUMNS = [
 ]
 EVAL = "eval.json"  # written into a run folder once the run is trained and evaluated
 LAST_SHARE = 0.25  # pseudo-label accuracy: mean over this last share of the logged steps
-
-
-def ensure_variant(root: Path, preset: str, knobs: dict) -> Path:
-    """The variant's data under ``root``, built unless its synth.json says it was made so already."""
-    made = root / RECIPE
-    if not made.exists() or json.loads(made.read_text()) != recipe(preset, 0, **knobs):
-        log.info("building the %r synthetic set %s in %s", preset, knobs or "", root)
-        make_dataset(root, preset, seed=0, **knobs)
-    return root
 
 
 def _end_of_training(metrics: list[dict], key: str) -> float | None:
@@ -207,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         for variant, arm, seed in jobs:
             bar.set_postfix_str(f"{variant}/{arm}/seed{seed}")
             synth_preset, knobs = variants[variant]
-            data = ensure_variant(args.out / "data" / variant, synth_preset, knobs)
+            data = ensure_data(args.out / "data" / variant, synth_preset, **knobs)
             arm_overrides, networks = ARMS[arm]
             overrides = [f"data.root={data}", f"seed={seed}", "train.progress=false", *arm_overrides, *extra]
             result = run_arm(args.out / variant / arm / f"seed{seed}", preset, overrides, networks)

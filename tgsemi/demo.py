@@ -24,12 +24,13 @@ from tgsemi.runs import eval_run, load_run
 log = logging.getLogger(__name__)
 
 
-def ensure_data(data_dir: Path, preset: str) -> Path:
-    """Build the synthetic set unless ``data_dir`` already holds one made by the current preset."""
+def ensure_data(data_dir: Path, preset: str, **knobs) -> Path:
+    """Build the synthetic set (seed 0, ``knobs`` as ``make_dataset`` takes them) unless ``data_dir``
+    already holds one made so by the current code (its synth.json says how it was made)."""
     made = data_dir / RECIPE
-    if not made.exists() or json.loads(made.read_text()) != recipe(preset):
-        log.info("building the synthetic %r dataset in %s ...", preset, data_dir)
-        make_dataset(data_dir, preset=preset, seed=0)
+    if not made.exists() or json.loads(made.read_text()) != recipe(preset, 0, **knobs):
+        log.info("building the synthetic %r dataset %s in %s ...", preset, knobs or "", data_dir)
+        make_dataset(data_dir, preset=preset, seed=0, **knobs)
     return data_dir
 
 

@@ -54,14 +54,13 @@ RANGES = {
 
 
 def device(text: str) -> str:
-    """``--device``: auto, cpu or cuda, and cuda only where torch finds a GPU."""
-    if text not in ("auto", "cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"must be auto, cpu or cuda, got {text!r}")
-    if text == "cuda":
-        import torch
+    """``--device``: auto, cpu or cuda, and cuda only where torch finds a GPU (``runtime.pick_device``)."""
+    from tgsemi.runtime import pick_device
 
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError("cuda: torch finds no CUDA device on this machine (use cpu or auto)")
+    try:
+        pick_device(text)
+    except ArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -36,7 +36,7 @@ class Run:
     class_names: list[str]
     step: int
     data: DataConfig  # cfg.data with the paths to read now (``data_to_read``)
-    user_lists: frozenset[str] = frozenset()  # data.* list keys the user named, not the checkpoint
+    own_test_list: bool = False  # the user named the test list (else it is the checkpoint's)
 
     @property
     def name(self) -> str:
@@ -62,7 +62,7 @@ class Run:
             s = build_splits(d, self.cfg.seed)
             return s.unlabeled if split == "train" else s.labeled
         except (AnnotationError, MissingFilesError) as exc:
-            if split == "test" and "test_list" in self.user_lists:
+            if split == "test" and self.own_test_list:
                 raise
             # a list the checkpoint named: a crafted checkpoint must not make us quote any file's lines
             where = f"{exc.file}, line {exc.line}" if isinstance(exc, AnnotationError) else f"under {d.root}"
@@ -137,7 +137,6 @@ def load_run(
     data = data_to_read(cfg.data, ckpt.get("data_paths"), data_root)
     if test_list:
         data = data.model_copy(update={"test_list": str(Path(test_list).resolve())})
-    user = frozenset(["test_list"] if test_list else [])
     return Run(
         RunPaths.named_by(path).root,
         cfg,
@@ -145,7 +144,7 @@ def load_run(
         list(ckpt["class_names"]),
         ckpt["position"]["step"],
         data,
-        user,
+        own_test_list=bool(test_list),
     )
 
 

@@ -224,10 +224,10 @@ DISAGREEING_WEAK = [
 ]
 
 
-def tg_pair(n_l=3, proj_dim=6):
-    n_u = len(DISAGREEING_WEAK)
-    rgb = stream(n_l, n_u, seed=5, weak=[r for r, _ in DISAGREEING_WEAK], proj_dim=proj_dim)
-    tg = stream(n_l, n_u, seed=6, weak=[t for _, t in DISAGREEING_WEAK], proj_dim=proj_dim)
+def tg_pair(n_l=3, proj_dim=6, weak=DISAGREEING_WEAK):
+    n_u = len(weak)
+    rgb = stream(n_l, n_u, seed=5, weak=[r for r, _ in weak], proj_dim=proj_dim)
+    tg = stream(n_l, n_u, seed=6, weak=[t for _, t in weak], proj_dim=proj_dim)
     return {"rgb": rgb, "tg": tg}, batch(n_l, n_u)
 
 
@@ -259,6 +259,38 @@ def test_tg_fixmatch_matches_spec_formula():
     assert terms["align"].item() == pytest.approx(0.7 * align, rel=1e-5)
     assert terms["contrast"].item() == pytest.approx(2.0 * con, rel=1e-5)
     assert diag["mask_rate"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("source", ["tg", "agree"])
+def test_tg_fixmatch_pseudo_labels_from_tg_alone_or_where_both_agree(source):
+    # the last pair: a confident TG outvotes an RGB network that favours another class
+    out, b = tg_pair(weak=[*DISAGREEING_WEAK, (one_hot_row(6, 1.0), one_hot_row(7, 8.0))])
+    n_l, n = b.n_l, b.n_l + b.n_u
+    _, diag, pseudo = get_method("tg_fixmatch").loss(out, b, LossConfig(pseudo_labels=source), identity)
+    z, u = rows(out["rgb"].logits), rows(out["tg"].logits)
+    if source == "tg":
+        labels, mask = ref_pseudo(u[n_l:n], 0.3)
+    else:
+        labels, mask = ref_pseudo([[(a + c) / 2 for a, c in zip(z[j], u[j])] for j in range(n_l, n)], 0.3)
+        argmax = [[max(range(K), key=row.__getitem__) for row in net[n_l:n]] for net in (z, u)]
+        mask = [m and a == y and c == y for m, y, a, c in zip(mask, labels, *argmax)]
+    expected = [y if m else -1 for y, m in zip(labels, mask)]
+    assert pseudo.tolist() == expected
+    # the rule matters on this data: the paper's averaged vote labels the clips differently
+    _, _, mean = get_method("tg_fixmatch").loss(out, b, LossConfig(), identity)
+    assert mean.tolist() != expected
+    assert diag["mask_rate"] == pytest.approx(sum(mask) / len(mask))
+
+
+def test_contrast_tg_teaches_moves_only_the_rgb_projection():
+    out, b = tg_pair(proj_dim=4)
+    cfg = LossConfig(contrast="tg_teaches")
+    terms, _, _ = get_method("tg_fixmatch").loss(out, b, cfg, identity)
+    q, r = ref_unit(rows(out["rgb"].projection)), ref_unit(rows(out["tg"].projection))
+    assert terms["contrast"].item() == pytest.approx(0.5 * (ref_nce(q, r, 0.5) + ref_nce(r, q, 0.5)), rel=1e-5)
+    terms["contrast"].backward()
+    assert out["tg"].projection.grad is None
+    assert out["rgb"].projection.grad.abs().sum() > 0
 
 
 def test_tg_fixmatch_unlabeled_term_waits_for_warmup_other_terms_do_not():

@@ -221,6 +221,9 @@ class ModelConfig(_Strict):
 class LossConfig(_Strict):
     threshold: float = Field(0.3, ge=0, le=1)
     distribution_alignment: bool = False  # methods.base.pseudo_labels; not in the paper's recipe
+    # TG-FixMatch's pseudo-labels: the averaged RGB+TG logits (the paper), the TG network's alone,
+    # or the average where both networks' argmax agree (methods.fixmatch.fixmatch_terms)
+    pseudo_labels: Literal["mean", "tg", "agree"] = "mean"
     # weights of minimised terms: a negative one would maximise its term (the loss climbs); 0 turns it off
     unlabeled_weight: float = Field(1.0, ge=0)
     unlabeled_warmup_epochs: float = Field(30, ge=0)
@@ -228,6 +231,9 @@ class LossConfig(_Strict):
     align_stages: list[Annotated[int, Field(ge=0, le=3)]] = [0, 1, 2, 3]  # [] is no alignment, as align_weight 0
     contrast_weight: float = Field(1.0, ge=0)
     temperature: float = Field(0.5, gt=0)
+    # symmetric: both networks learn from the contrastive term (the paper); tg_teaches: the TG
+    # projections are detached, so only the RGB network moves toward the TG one
+    contrast: Literal["symmetric", "tg_teaches"] = "symmetric"
 
     @model_validator(mode="after")
     def _stages_exist(self) -> "LossConfig":

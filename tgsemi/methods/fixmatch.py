@@ -22,18 +22,29 @@ from tgsemi.models.r3d import StreamOutput
 
 
 def fixmatch_terms(
-    streams: list[StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
+    streams: list[StreamOutput],
+    batch: Batch,
+    cfg: LossConfig,
+    gather: Gather,
+    voters: tuple[int, ...] | None = None,
+    agree: bool = False,
 ) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
     """Supervised and pseudo-label losses, each averaged over ``streams``, and the pseudo-labels
     (-1 below the threshold).
 
-    The pseudo-labels come from the softmax of the streams' *averaged* weak logits, so RGB and
-    TG vote jointly; with one stream this is plain FixMatch. Train accuracy is the first stream's.
+    The pseudo-labels come from the softmax of the *averaged* weak logits of the ``voters`` (stream
+    indices; all by default), so RGB and TG vote jointly; with one stream this is plain FixMatch.
+    ``agree`` also drops every clip where some stream's own argmax differs: a confident, wrong
+    network then cannot outvote the other. Train accuracy is the first stream's.
     """
     parts = [split(s.logits.float(), batch) for s in streams]
     sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / len(parts)
-    weak = torch.stack([w for _, w, _ in parts]).mean(dim=0)
-    yhat, mask = pseudo_labels(weak, cfg.threshold, gather if cfg.distribution_alignment else None)
+    votes = [parts[i][1] for i in (range(len(parts)) if voters is None else voters)]
+    yhat, mask = pseudo_labels(
+        torch.stack(votes).mean(dim=0), cfg.threshold, gather if cfg.distribution_alignment else None
+    )
+    if agree:
+        mask = mask & torch.stack([w.argmax(dim=1) == yhat for _, w, _ in parts]).all(dim=0)
     if batch.unlabeled_on and batch.n_u > 0:
         unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / len(parts)
     else:

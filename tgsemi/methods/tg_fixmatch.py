@@ -40,8 +40,11 @@ def nce(a: Tensor, b: Tensor, temperature: float, gather: Gather) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
-def cross_modal_contrast(q: Tensor | None, r: Tensor | None, n: int, temperature: float, gather: Gather) -> Tensor:
-    """``0.5 (NCE(q, r) + NCE(r, q))`` on L2-normalised RGB (q) and TG (r) projections."""
+def cross_modal_contrast(
+    q: Tensor | None, r: Tensor | None, n: int, temperature: float, gather: Gather, tg_teaches: bool = False
+) -> Tensor:
+    """``0.5 (NCE(q, r) + NCE(r, q))`` on L2-normalised RGB (q) and TG (r) projections; with
+    ``tg_teaches`` r is detached, so that the TG network is not pulled toward the RGB one."""
     if q is None or r is None:
         raise ArgumentError("tg_fixmatch needs both streams' projections: run the model with n_project = n_l + n_u")
     if len(q) != n or len(r) != n:
@@ -49,7 +52,13 @@ def cross_modal_contrast(q: Tensor | None, r: Tensor | None, n: int, temperature
             f"projections must cover the {n} labeled + weak clips, got {len(q)} (rgb) and {len(r)} (tg)"
         )
     q, r = F.normalize(q.float(), dim=1), F.normalize(r.float(), dim=1)
+    if tg_teaches:
+        r = r.detach()
     return 0.5 * (nce(q, r, temperature, gather) + nce(r, q, temperature, gather))
+
+
+# loss.pseudo_labels -> (the streams whose logits vote, whether every stream must agree); streams: [rgb, tg]
+VOTES: dict[str, tuple[tuple[int, ...], bool]] = {"mean": ((0, 1), False), "tg": ((1,), False), "agree": ((0, 1), True)}
 
 
 def tg_fixmatch_loss(
@@ -58,11 +67,12 @@ def tg_fixmatch_loss(
     if set(out) != {"rgb", "tg"}:
         raise ArgumentError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]
-    terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather)
+    voters, agree = VOTES[cfg.pseudo_labels]
+    terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather, voters, agree)
     n = batch.n_l + batch.n_u
     terms["align"] = cfg.align_weight * alignment(rgb.features, tg.features, n, cfg.align_stages)
     terms["contrast"] = cfg.contrast_weight * cross_modal_contrast(
-        rgb.projection, tg.projection, n, cfg.temperature, gather
+        rgb.projection, tg.projection, n, cfg.temperature, gather, cfg.contrast == "tg_teaches"
     )
     return terms, stats, pseudo
 

@@ -24,7 +24,7 @@ The full matrix (3 variants x 6 arms x 3 seeds = 54 runs; a few hours on 2 cores
 Parts of it, another preset, or overrides for every run (``KEY=VALUE`` as ``tgsemi train`` takes them):
 
     .venv/bin/python benchmarks/ssl_matrix.py --variants hard --methods fixmatch tg_fixmatch --seeds 0 1
-    .venv/bin/python benchmarks/ssl_matrix.py --preset synthetic_cpu loss.threshold=0.3 --out runs/thr03
+    .venv/bin/python benchmarks/ssl_matrix.py loss.threshold=0.3 --out runs/thr03 --data runs/ssl_matrix/data
     .venv/bin/python benchmarks/ssl_matrix.py --tiny --out /tmp/ssl_tiny   # the plumbing, seconds a run
 """
 
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--methods", nargs="+", choices=list(ARMS), default=list(ARMS), help="arms to run")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path("runs/ssl_matrix"))
+    p.add_argument("--data", type=Path, help="where the variants' data are built and reused (default OUT/data)")
     p.add_argument("--tiny", action="store_true", help="tiny data, a few steps a run: a test of the plumbing")
     args = p.parse_args(argv)
     preset = args.preset or ("synthetic_tiny" if args.tiny else "synthetic_cpu")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         for variant, arm, seed in jobs:
             bar.set_postfix_str(f"{variant}/{arm}/seed{seed}")
             synth_preset, knobs = variants[variant]
-            data = ensure_data(args.out / "data" / variant, synth_preset, **knobs)
+            data = ensure_data((args.data or args.out / "data") / variant, synth_preset, **knobs)
             arm_overrides, networks = ARMS[arm]
             overrides = [f"data.root={data}", f"seed={seed}", "train.progress=false", *arm_overrides, *extra]
             result = run_arm(args.out / variant / arm / f"seed{seed}", preset, overrides, networks)

@@ -63,3 +63,9 @@ def test_tiny_matrix_writes_table_and_json_and_resumes(bench, tmp_path, monkeypa
     # a finished run asked for with other settings is refused, not silently reused
     with pytest.raises(bench.ArgumentError, match="other settings"):
         bench.main(["loss.threshold=0.9", *argv, "--seeds", "0"])
+
+    # another --out reuses the data of --data instead of building them again
+    monkeypatch.undo()
+    monkeypatch.setattr("tgsemi.demo.make_dataset", lambda *a, **k: pytest.fail("the data were built again"))
+    other = bench.main([*argv[:-1], str(tmp_path / "other"), "--seeds", "0", "--data", str(tmp_path / "data")])
+    assert [r["skipped"] for r in other["runs"]] == [False, False]

@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tgsemi.config import load_config
-from tgsemi.data.synth import synth_knobs
+from tgsemi.data.synth import RECIPE
 from tgsemi.demo import ensure_data
 from tgsemi.engine import train
 from tgsemi.errors import ArgumentError
@@ -105,23 +105,25 @@ def _end_of_training(metrics: list[dict], key: str) -> float | None:
     return float(np.mean(values[-max(1, math.ceil(LAST_SHARE * len(values))) :]))
 
 
-def run_arm(run_dir: Path, preset: str, overrides: list[str], networks: tuple[str, ...]) -> dict:
-    """Train (or resume) one run and evaluate its networks; a finished run is read back, not retrained."""
+def run_arm(run_dir: Path, preset: str, overrides: list[str], networks: tuple[str, ...], data: Path) -> dict:
+    """Train (or resume) one run on the synthetic set in ``data`` and evaluate its networks; a finished
+    run is read back, not retrained, unless its settings or the data's synth.json have changed since."""
     paths, done = RunPaths(run_dir), run_dir / EVAL
+    made = json.loads((data / RECIPE).read_text())
     if done.exists() and paths.last.exists():
         result = json.loads(done.read_text())
-        if result["preset"] == preset and result["overrides"] == overrides:
+        if result["preset"] == preset and result["overrides"] == overrides and result.get("data") == made:
             return {**result, "skipped": True}
         raise ArgumentError(
-            f"{run_dir} was run with other settings ({result['preset']} {result['overrides']}): "
-            f"give another --out, or delete {run_dir} to run it again"
+            f"{run_dir} was run with other settings ({result['preset']} {result['overrides']}) or on data "
+            f"built otherwise than {data / RECIPE}: give another --out, or delete {run_dir} to run it again"
         )
     cfg = load_config(preset, overrides)
     start = time.perf_counter()
     train(cfg, run_dir)
     train_s = time.perf_counter() - start
     run = load_run(run_dir)
-    result = {"preset": preset, "overrides": overrides, "steps": run.step, "train_s": round(train_s, 1)}
+    result = {"preset": preset, "overrides": overrides, "data": made, "steps": run.step, "train_s": round(train_s, 1)}
     for net in networks:
         result[net] = eval_run(run, "test", run.cfg.eval.clips, run.cfg.eval.crops, modality=net)["top1"]
     metrics = read_metrics(paths.metrics)
@@ -203,9 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
             data = ensure_data((args.data or args.out / "data") / variant, synth_preset, **knobs)
             arm_overrides, networks = ARMS[arm]
             overrides = [f"data.root={data}", f"seed={seed}", "train.progress=false", *arm_overrides, *extra]
-            result = run_arm(args.out / variant / arm / f"seed{seed}", preset, overrides, networks)
-            classes = len(synth_knobs(synth_preset, **knobs)["classes"])
-            runs.append({"variant": variant, "arm": arm, "seed": seed, "classes": classes, **result})
+            result = run_arm(args.out / variant / arm / f"seed{seed}", preset, overrides, networks, data)
+            made = result.pop("data")  # each run's recipe is in its eval.json; the table needs its classes
+            runs.append({"variant": variant, "arm": arm, "seed": seed, "classes": len(made["classes"]), **result})
             bar.update(1)
 
     summary = summarise(runs)

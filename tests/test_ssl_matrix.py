@@ -69,3 +69,9 @@ def test_tiny_matrix_writes_table_and_json_and_resumes(bench, tmp_path, monkeypa
     monkeypatch.setattr("tgsemi.demo.make_dataset", lambda *a, **k: pytest.fail("the data were built again"))
     other = bench.main([*argv[:-1], str(tmp_path / "other"), "--seeds", "0", "--data", str(tmp_path / "data")])
     assert [r["skipped"] for r in other["runs"]] == [False, False]
+
+    # a variant whose knobs changed is rebuilt, and the runs trained on the old data are refused
+    monkeypatch.undo()
+    monkeypatch.setitem(bench.TINY_VARIANTS, "hard", ("hard", {**bench._TINY_HARD, "noise": 4.0}))
+    with pytest.raises(bench.ArgumentError, match="built otherwise"):
+        bench.main(argv)

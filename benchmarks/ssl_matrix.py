@@ -17,7 +17,8 @@ metrics.jsonl) and ``OUT/matrix.json`` (every run and the summary). A run whose 
 final checkpoint and its ``eval.json`` is skipped, so a stopped matrix resumes with the same command;
 data folders are built once under ``OUT/data`` and reused while their synth.json matches.
 
-The full matrix (3 variants x 6 arms x 3 seeds = 54 runs; a few hours on 2 cores):
+The full matrix (3 variants x 6 arms x 3 seeds = 54 runs; about 80 min on 2 idle cores) with the
+``small_cpu`` preset, the recipe under test:
 
     .venv/bin/python benchmarks/ssl_matrix.py --out runs/ssl_matrix
 
@@ -183,7 +184,7 @@ def markdown(summary: dict, preset: str, overrides: list[str]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides for every run")
-    p.add_argument("--preset", help="training preset (default synthetic_cpu; synthetic_tiny with --tiny)")
+    p.add_argument("--preset", help="training preset (default small_cpu; synthetic_tiny with --tiny)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--methods", nargs="+", choices=list(ARMS), default=list(ARMS), help="arms to run")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", type=Path, help="where the variants' data are built and reused (default OUT/data)")
     p.add_argument("--tiny", action="store_true", help="tiny data, a few steps a run: a test of the plumbing")
     args = p.parse_args(argv)
-    preset = args.preset or ("synthetic_tiny" if args.tiny else "synthetic_cpu")
+    preset = args.preset or ("synthetic_tiny" if args.tiny else "small_cpu")
     variants = TINY_VARIANTS if args.tiny else VARIANTS
     extra = (TINY_OVERRIDES if args.tiny else []) + args.overrides
     load_config(preset, extra)  # a bad preset or override fails before any data is built

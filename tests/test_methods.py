@@ -282,6 +282,18 @@ def test_tg_fixmatch_pseudo_labels_from_tg_alone_or_where_both_agree(source):
     assert diag["mask_rate"] == pytest.approx(sum(mask) / len(mask))
 
 
+def test_sum_streams_gives_each_network_its_full_cross_entropy():
+    out, b = tg_pair()
+    n_l, n = b.n_l, b.n_l + b.n_u
+    terms, _, _ = get_method("tg_fixmatch").loss(out, b, LossConfig(sum_streams=True), identity)
+    z, u, y = rows(out["rgb"].logits), rows(out["tg"].logits), b.y.tolist()
+    sup = sum(ref_ce(z[i], y[i]) + ref_ce(u[i], y[i]) for i in range(n_l)) / n_l
+    labels, mask = ref_pseudo([[(a + c) / 2 for a, c in zip(z[j], u[j])] for j in range(n_l, n)], 0.3)
+    unl = ref_masked_ce(z[n:], labels, mask) + ref_masked_ce(u[n:], labels, mask)
+    assert terms["sup"].item() == pytest.approx(sup, rel=1e-5)
+    assert terms["unlabeled"].item() == pytest.approx(unl, rel=1e-5)
+
+
 def test_contrast_tg_teaches_moves_only_the_rgb_projection():
     out, b = tg_pair(proj_dim=4)
     cfg = LossConfig(contrast="tg_teaches")

@@ -224,6 +224,9 @@ class LossConfig(_Strict):
     # TG-FixMatch's pseudo-labels: the averaged RGB+TG logits (the paper), the TG network's alone,
     # or the average where both networks' argmax agree (methods.fixmatch.fixmatch_terms)
     pseudo_labels: Literal["mean", "tg", "agree"] = "mean"
+    # true: each network's supervised and unlabeled CE at full weight, as when it trains alone;
+    # false: their mean over the streams (the paper), which halves each network's share of them
+    sum_streams: bool = False
     # weights of minimised terms: a negative one would maximise its term (the loss climbs); 0 turns it off
     unlabeled_weight: float = Field(1.0, ge=0)
     unlabeled_warmup_epochs: float = Field(30, ge=0)

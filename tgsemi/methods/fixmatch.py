@@ -29,8 +29,8 @@ def fixmatch_terms(
     voters: tuple[int, ...] | None = None,
     agree: bool = False,
 ) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
-    """Supervised and pseudo-label losses, each averaged over ``streams``, and the pseudo-labels
-    (-1 below the threshold).
+    """Supervised and pseudo-label losses, each averaged over ``streams`` (summed with
+    ``cfg.sum_streams``), and the pseudo-labels (-1 below the threshold).
 
     The pseudo-labels come from the softmax of the *averaged* weak logits of the ``voters`` (stream
     indices; all by default), so RGB and TG vote jointly; with one stream this is plain FixMatch.
@@ -38,7 +38,8 @@ def fixmatch_terms(
     network then cannot outvote the other. Train accuracy is the first stream's.
     """
     parts = [split(s.logits.float(), batch) for s in streams]
-    sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / len(parts)
+    share = 1 if cfg.sum_streams else len(parts)
+    sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / share
     votes = [parts[i][1] for i in (range(len(parts)) if voters is None else voters)]
     yhat, mask = pseudo_labels(
         torch.stack(votes).mean(dim=0), cfg.threshold, gather if cfg.distribution_alignment else None
@@ -46,7 +47,7 @@ def fixmatch_terms(
     if agree:
         mask = mask & torch.stack([w.argmax(dim=1) == yhat for _, w, _ in parts]).all(dim=0)
     if batch.unlabeled_on and batch.n_u > 0:
-        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / len(parts)
+        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / share
     else:
         unlabeled = sup.new_zeros(())
     stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}

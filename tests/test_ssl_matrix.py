@@ -69,6 +69,11 @@ def test_tiny_matrix_writes_table_and_json_and_resumes(bench, tmp_path, monkeypa
     monkeypatch.setattr("tgsemi.demo.make_dataset", lambda *a, **k: pytest.fail("the data were built again"))
     other = bench.main([*argv[:-1], str(tmp_path / "other"), "--seeds", "0", "--data", str(tmp_path / "data")])
     assert [r["skipped"] for r in other["runs"]] == [False, False]
+    # the 100 %-label arms run on the first seed only unless --ceiling-seeds says otherwise
+    ceiling = ["--tiny", "--variants", "hard", "--methods", "ceiling_tg", "--data", str(tmp_path / "data")]
+    ceiling += ["--seeds", "1", "0", "--out", str(tmp_path / "ceiling")]
+    assert [r["seed"] for r in bench.main(ceiling)["runs"]] == [1]
+    assert [r["seed"] for r in bench.main([*ceiling, "--ceiling-seeds", "0", "1"])["runs"]] == [0, 1]
 
     # a variant whose knobs changed is rebuilt, and the runs trained on the old data are refused
     monkeypatch.undo()

@@ -294,6 +294,18 @@ def test_sum_streams_gives_each_network_its_full_cross_entropy():
     assert terms["unlabeled"].item() == pytest.approx(unl, rel=1e-5)
 
 
+def test_tg_unlabeled_false_leaves_the_pseudo_labels_to_the_rgb_network():
+    out, b = tg_pair()
+    n_l, n = b.n_l, b.n_l + b.n_u
+    terms, _, pseudo = get_method("tg_fixmatch").loss(out, b, LossConfig(tg_unlabeled=False), identity)
+    z, u = rows(out["rgb"].logits), rows(out["tg"].logits)
+    labels, mask = ref_pseudo([[(a + c) / 2 for a, c in zip(z[j], u[j])] for j in range(n_l, n)], 0.3)
+    assert terms["unlabeled"].item() == pytest.approx(0.5 * ref_masked_ce(z[n:], labels, mask), rel=1e-5)
+    assert pseudo.tolist() == [y if m else -1 for y, m in zip(labels, mask)]
+    terms["unlabeled"].backward()
+    assert out["tg"].logits.grad is None and out["rgb"].logits.grad[n:].abs().sum() > 0
+
+
 def test_contrast_tg_teaches_moves_only_the_rgb_projection():
     out, b = tg_pair(proj_dim=4)
     cfg = LossConfig(contrast="tg_teaches")

@@ -227,6 +227,9 @@ class LossConfig(_Strict):
     # true: each network's supervised and unlabeled CE at full weight, as when it trains alone;
     # false: their mean over the streams (the paper), which halves each network's share of them
     sum_streams: bool = False
+    # false: TG-FixMatch's TG network learns from the labels only (no pseudo-label loss), so that
+    # it stays the teacher a TG network trained alone would be; true: both learn from them (the paper)
+    tg_unlabeled: bool = True
     # weights of minimised terms: a negative one would maximise its term (the loss climbs); 0 turns it off
     unlabeled_weight: float = Field(1.0, ge=0)
     unlabeled_warmup_epochs: float = Field(30, ge=0)

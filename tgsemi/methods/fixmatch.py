@@ -28,6 +28,7 @@ def fixmatch_terms(
     gather: Gather,
     voters: tuple[int, ...] | None = None,
     agree: bool = False,
+    students: tuple[int, ...] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
     """Supervised and pseudo-label losses, each averaged over ``streams`` (summed with
     ``cfg.sum_streams``), and the pseudo-labels (-1 below the threshold).
@@ -35,7 +36,8 @@ def fixmatch_terms(
     The pseudo-labels come from the softmax of the *averaged* weak logits of the ``voters`` (stream
     indices; all by default), so RGB and TG vote jointly; with one stream this is plain FixMatch.
     ``agree`` also drops every clip where some stream's own argmax differs: a confident, wrong
-    network then cannot outvote the other. Train accuracy is the first stream's.
+    network then cannot outvote the other. Only the ``students`` (stream indices; all by default)
+    learn from the pseudo-labels, each at its usual weight. Train accuracy is the first stream's.
     """
     parts = [split(s.logits.float(), batch) for s in streams]
     share = 1 if cfg.sum_streams else len(parts)
@@ -47,7 +49,8 @@ def fixmatch_terms(
     if agree:
         mask = mask & torch.stack([w.argmax(dim=1) == yhat for _, w, _ in parts]).all(dim=0)
     if batch.unlabeled_on and batch.n_u > 0:
-        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for _, _, s in parts) / share
+        learners = [parts[i][2] for i in (range(len(parts)) if students is None else students)]
+        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for s in learners) / share
     else:
         unlabeled = sup.new_zeros(())
     stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}

@@ -68,7 +68,8 @@ def tg_fixmatch_loss(
         raise ArgumentError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]
     voters, agree = VOTES[cfg.pseudo_labels]
-    terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather, voters, agree)
+    students = (0, 1) if cfg.tg_unlabeled else (0,)
+    terms, stats, pseudo = fixmatch_terms([rgb, tg], batch, cfg, gather, voters, agree, students)
     n = batch.n_l + batch.n_u
     terms["align"] = cfg.align_weight * alignment(rgb.features, tg.features, n, cfg.align_stages)
     terms["contrast"] = cfg.contrast_weight * cross_modal_contrast(

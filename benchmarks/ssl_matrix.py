@@ -15,7 +15,8 @@ It writes ``OUT/matrix.md`` (mean ± std over seeds per cell, and the largest st
 the noise floor against which a gap is read; pseudo-label accuracy at the end of training, from
 metrics.jsonl) and ``OUT/matrix.json`` (every run and the summary). A run whose folder holds its
 final checkpoint and its ``eval.json`` is skipped, so a stopped matrix resumes with the same command;
-data folders are built once under ``OUT/data`` and reused while their synth.json matches.
+data folders are built once under ``--data`` (default ``OUT/data``) and reused while their synth.json
+matches. The ceilings run on the first of ``--seeds`` only (``--ceiling-seeds`` to change it).
 
 The full matrix (3 variants x 4 arms x 3 seeds, and the 2 ceilings on seed 0: 42 runs; about an hour
 on 2 idle cores) with the ``small_cpu`` preset, the recipe under test:
@@ -113,12 +114,13 @@ def run_arm(run_dir: Path, preset: str, overrides: list[str], networks: tuple[st
     made = json.loads((data / RECIPE).read_text())
     if done.exists() and paths.last.exists():
         result = json.loads(done.read_text())
-        if result["preset"] == preset and result["overrides"] == overrides and result.get("data") == made:
+        if result["preset"] != preset or result["overrides"] != overrides:
+            why = f"was run with other settings ({result['preset']} {result['overrides']})"
+        elif result.get("data") != made:
+            why = f"was trained on data built otherwise than {data / RECIPE} says"
+        else:
             return {**result, "skipped": True}
-        raise ArgumentError(
-            f"{run_dir} was run with other settings ({result['preset']} {result['overrides']}) or on data "
-            f"built otherwise than {data / RECIPE}: give another --out, or delete {run_dir} to run it again"
-        )
+        raise ArgumentError(f"{run_dir} {why}: give another --out, or delete {run_dir} to run it again")
     cfg = load_config(preset, overrides)
     start = time.perf_counter()
     train(cfg, run_dir)
@@ -174,7 +176,12 @@ def markdown(summary: dict, preset: str, overrides: list[str]) -> str:
     ]
     for variant, s in summary.items():
         cells = [
-            f"{c['mean']:.1f} ± {c['std']:.1f} ({c['n']})" if (c := s["cells"].get(h)) else "-" for h, _, _ in COLUMNS
+            "-"
+            if not (c := s["cells"].get(h))
+            else f"{c['mean']:.1f} (1)"
+            if c["n"] == 1
+            else f"{c['mean']:.1f} ± {c['std']:.1f} ({c['n']})"
+            for h, _, _ in COLUMNS
         ]
         floor = "-" if s["noise_floor"] is None else f"{s['noise_floor']:.1f}"
         lines.append(f"| {variant} | {s['chance']:.1f} | " + " | ".join(cells) + f" | {floor} |")

@@ -222,13 +222,14 @@ class LossConfig(_Strict):
     threshold: float = Field(0.3, ge=0, le=1)
     distribution_alignment: bool = False  # methods.base.pseudo_labels; not in the paper's recipe
     # TG-FixMatch's pseudo-labels: the averaged RGB+TG logits (the paper), the TG network's alone,
-    # or the average where both networks' argmax agree (methods.fixmatch.fixmatch_terms)
+    # or the average where each network's own argmax (raw logits, before any alignment) agrees
+    # (methods.fixmatch.fixmatch_terms). This knob and the three below act on tg_fixmatch only.
     pseudo_labels: Literal["mean", "tg", "agree"] = "mean"
     # true: each network's supervised and unlabeled CE at full weight, as when it trains alone;
     # false: their mean over the streams (the paper), which halves each network's share of them
     sum_streams: bool = False
-    # false: TG-FixMatch's TG network learns from the labels only (no pseudo-label loss), so that
-    # it stays the teacher a TG network trained alone would be; true: both learn from them (the paper)
+    # false: TG-FixMatch's TG network learns from the labels only (no pseudo-label loss), so that the
+    # pseudo-labels' errors do not reach the teacher; true: both networks learn from them (the paper)
     tg_unlabeled: bool = True
     # weights of minimised terms: a negative one would maximise its term (the loss climbs); 0 turns it off
     unlabeled_weight: float = Field(1.0, ge=0)

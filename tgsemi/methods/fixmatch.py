@@ -35,13 +35,14 @@ def fixmatch_terms(
 
     The pseudo-labels come from the softmax of the *averaged* weak logits of the ``voters`` (stream
     indices; all by default), so RGB and TG vote jointly; with one stream this is plain FixMatch.
-    ``agree`` also drops every clip where some stream's own argmax differs: a confident, wrong
-    network then cannot outvote the other. Only the ``students`` (stream indices; all by default)
-    learn from the pseudo-labels, each at its usual weight. Train accuracy is the first stream's.
+    ``agree`` also drops every clip where some stream's own argmax (of its raw weak logits, before
+    any distribution alignment) differs: a confident, wrong network then cannot outvote the other.
+    Only the ``students`` (stream indices; all by default) learn from the pseudo-labels, each at its
+    usual weight. Train accuracy is the first stream's.
     """
     parts = [split(s.logits.float(), batch) for s in streams]
-    share = 1 if cfg.sum_streams else len(parts)
-    sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / share
+    n_averaged = 1 if cfg.sum_streams else len(parts)
+    sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / n_averaged
     votes = [parts[i][1] for i in (range(len(parts)) if voters is None else voters)]
     yhat, mask = pseudo_labels(
         torch.stack(votes).mean(dim=0), cfg.threshold, gather if cfg.distribution_alignment else None
@@ -50,7 +51,7 @@ def fixmatch_terms(
         mask = mask & torch.stack([w.argmax(dim=1) == yhat for _, w, _ in parts]).all(dim=0)
     if batch.unlabeled_on and batch.n_u > 0:
         learners = [parts[i][2] for i in (range(len(parts)) if students is None else students)]
-        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for s in learners) / share
+        unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for s in learners) / n_averaged
     else:
         unlabeled = sup.new_zeros(())
     stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}

@@ -44,7 +44,8 @@ def cross_modal_contrast(
     q: Tensor | None, r: Tensor | None, n: int, temperature: float, gather: Gather, tg_teaches: bool = False
 ) -> Tensor:
     """``0.5 (NCE(q, r) + NCE(r, q))`` on L2-normalised RGB (q) and TG (r) projections; with
-    ``tg_teaches`` r is detached, so that the TG network is not pulled toward the RGB one."""
+    ``tg_teaches`` r is detached (its gradient is zero), so that the TG network is not pulled toward
+    the RGB one."""
     if q is None or r is None:
         raise ArgumentError("tg_fixmatch needs both streams' projections: run the model with n_project = n_l + n_u")
     if len(q) != n or len(r) != n:
@@ -52,8 +53,8 @@ def cross_modal_contrast(
             f"projections must cover the {n} labeled + weak clips, got {len(q)} (rgb) and {len(r)} (tg)"
         )
     q, r = F.normalize(q.float(), dim=1), F.normalize(r.float(), dim=1)
-    if tg_teaches:
-        r = r.detach()
+    if tg_teaches:  # a zero gradient, not none: DDP (no find_unused_parameters) needs every weight used
+        r = r.detach() + 0.0 * r
     return 0.5 * (nce(q, r, temperature, gather) + nce(r, q, temperature, gather))
 
 

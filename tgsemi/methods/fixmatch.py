@@ -41,16 +41,17 @@ def fixmatch_terms(
     usual weight. Train accuracy is the first stream's.
     """
     parts = [split(s.logits.float(), batch) for s in streams]
+    every = tuple(range(len(parts)))
     n_averaged = 1 if cfg.sum_streams else len(parts)
     sup = sum(F.cross_entropy(labeled, batch.y) for labeled, _, _ in parts) / n_averaged
-    votes = [parts[i][1] for i in (range(len(parts)) if voters is None else voters)]
+    votes = [parts[i][1] for i in (every if voters is None else voters)]
     yhat, mask = pseudo_labels(
         torch.stack(votes).mean(dim=0), cfg.threshold, gather if cfg.distribution_alignment else None
     )
     if agree:
         mask = mask & torch.stack([w.argmax(dim=1) == yhat for _, w, _ in parts]).all(dim=0)
     if batch.unlabeled_on and batch.n_u > 0:
-        learners = [parts[i][2] for i in (range(len(parts)) if students is None else students)]
+        learners = [parts[i][2] for i in (every if students is None else students)]
         unlabeled = cfg.unlabeled_weight * sum(masked_ce(s, yhat, mask) for s in learners) / n_averaged
     else:
         unlabeled = sup.new_zeros(())

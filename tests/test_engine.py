@@ -245,6 +245,29 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
     assert torch.allclose(sups[0], sups[1]) == (split != "none")
 
 
+def test_train_step_reports_the_gradient_norm_before_clipping():
+    """A limit far below the gradient's norm: the step reports the norm it clipped from, and
+    the gradient it applied is the limit's length."""
+    cfg = load_config("synthetic_tiny", ["method=supervised", "train.clip_grad_norm=0.001"])
+    torch.manual_seed(0)
+    net = create_model(cfg.model, 3, ("rgb",), projection=False)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    batch = Batch(y=torch.tensor([0, 1]), n_l=2, n_u=0, unlabeled_on=False)
+    _, _, diag, _ = train_step(
+        net,
+        get_method("supervised"),
+        {"rgb": torch.randn(2, 3, 4, 16, 16)},
+        batch,
+        opt,
+        cfg,
+        False,
+        torch.device("cpu"),
+    )
+    applied = torch.stack([p.grad.norm() for p in net.parameters() if p.grad is not None]).norm()
+    assert diag["grad_norm"] > 100 * 0.001
+    assert applied == pytest.approx(0.001, rel=1e-3)
+
+
 def test_split_bn_reads_the_older_booleans():
     assert load_config("synthetic_tiny", ["train.split_bn=true"]).train.split_bn == "strong"
     assert load_config("synthetic_tiny", ["train.split_bn=false"]).train.split_bn == "none"

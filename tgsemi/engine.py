@@ -400,8 +400,9 @@ def train_step(
         torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
     if finite:
         loss.backward()
-        if cfg.train.clip_grad_norm:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.train.clip_grad_norm)
+        if cfg.train.clip_grad_norm:  # the norm before clipping: how often the limit binds is in metrics.jsonl
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            diag = {**diag, "grad_norm": float(nn.utils.clip_grad_norm_(params, cfg.train.clip_grad_norm))}
         optimizer.step()
     return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo
 

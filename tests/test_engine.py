@@ -11,9 +11,10 @@ import torch
 from tgsemi import checkpoint
 from tgsemi.cli import main as cli
 from tgsemi.config import load_config
+from tgsemi.data.bad_inputs import BadInputs
 from tgsemi.data.build import build_splits
 from tgsemi.demo import stale
-from tgsemi.engine import eval_interval, lr_at, train, train_step
+from tgsemi.engine import Loaders, eval_interval, lr_at, train, train_step
 from tgsemi.errors import ConfigError
 from tgsemi.methods import Batch, get_method
 from tgsemi.models import create_model
@@ -266,6 +267,12 @@ def test_train_step_reports_the_gradient_norm_before_clipping():
     applied = torch.stack([p.grad.norm() for p in net.parameters() if p.grad is not None]).norm()
     assert diag["grad_norm"] > 100 * 0.001
     assert applied == pytest.approx(0.001, rel=1e-3)
+
+
+def test_hue_jitter_reaches_both_training_datasets(tiny_root):
+    cfg = tiny_cfg(tiny_root, "method=fixmatch", "data.hue_jitter=0.3")
+    loaders = Loaders(cfg, build_splits(cfg.data, 0), BadInputs(), ("rgb",), 0, True)
+    assert loaders.labeled.weak.hue == loaders.unlabeled.weak.hue == 0.3
 
 
 def test_split_bn_reads_the_older_booleans():

@@ -24,7 +24,7 @@ from tgsemi.data.transforms import (
     normalize,
     short_side_size,
 )
-from tgsemi.errors import ConfigError
+from tgsemi.errors import ArgumentError, ConfigError
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference_aug_golden"
 needs_golden = pytest.mark.skipif(
@@ -49,6 +49,24 @@ def test_weak_aug_one_draw_for_every_frame():
         torch.testing.assert_close(a, a[:1].expand_as(a))  # the same crop and flip for every frame
         flips += int(a[0, 0, 0, 0] > a[0, 0, 0, -1])  # x decreases left to right: flipped
     assert 3 <= flips <= 17
+
+
+def test_weak_aug_hue_rotates_a_whole_clip_by_one_draw():
+    """A red clip whose frames differ in brightness: each view has one hue for all its frames, and
+    over views that hue reaches every primary colour; without hue_jitter red stays red."""
+    torch.manual_seed(0)
+    clip = torch.zeros(4, 3, 40, 40, dtype=torch.uint8)
+    clip[:, 0] = torch.tensor([200, 100, 160, 60]).view(4, 1, 1)
+    dominant = set()
+    for _ in range(40):
+        mean = WeakAug(40, 24, hue=0.5)(clip).float().mean((2, 3))  # (T, C)
+        share = mean / mean.sum(1, keepdim=True)
+        torch.testing.assert_close(share, share[:1].expand_as(share), atol=0.03, rtol=0)
+        dominant.add(int(mean[0].argmax()))
+    assert dominant == {0, 1, 2}
+    assert (WeakAug(40, 24)(clip)[:, 1:] == 0).all()
+    with pytest.raises(ArgumentError, match="hue"):
+        WeakAug(40, 24, hue=0.6)
 
 
 def test_weak_aug_crops_vary_in_scale():

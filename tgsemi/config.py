@@ -86,6 +86,9 @@ class DataConfig(_Strict):
         0.08,
         1.0,
     )  # RandomResizedCrop's area range (lo, hi), lo <= hi
+    # weak views' hue rotation, drawn per clip from [-hue_jitter, hue_jitter] of the colour circle
+    # before the TG is taken (not the paper's; 0.5: colour carries no class information)
+    hue_jitter: float = Field(0.0, ge=0, le=0.5)
     # strong views: the authors' 2 of 15 ops at `strong_level` (docs/method.md section 4), or
     # torchvision's RandAugment(2, 9) plus a cutout. Defaults throughout keep what runs saved before
     # an option existed computed; the paper presets set the reference's values.

@@ -119,7 +119,11 @@ class Loaders:
         labeled = splits.labeled * math.ceil(t.batch_size * self.world / max(len(splits.labeled), 1))
         # one cache: the labeled videos are in the unlabeled pool too
         train_aug = dict(
-            resize=d.resize, crop=d.crop, crop_area=d.crop_area, cache=FrameCache() if d.cache_frames else None
+            resize=d.resize,
+            crop=d.crop,
+            crop_area=d.crop_area,
+            hue_jitter=d.hue_jitter,
+            cache=FrameCache() if d.cache_frames else None,
         )
         self.labeled = LabeledDataset(d.root, labeled, **train_aug, **common)
         self.unlabeled = UnlabeledDataset(

@@ -229,9 +229,17 @@ class _ClipDataset(Dataset):
 class LabeledDataset(_ClipDataset):
     """``{"rgb", "tg", "label"}``: one weakly augmented clip per video."""
 
-    def __init__(self, *args, resize: int = 128, crop: int = 112, crop_area: tuple[float, float] = (0.08, 1.0), **kw):
+    def __init__(
+        self,
+        *args,
+        resize: int = 128,
+        crop: int = 112,
+        crop_area: tuple[float, float] = (0.08, 1.0),
+        hue_jitter: float = 0.0,
+        **kw,
+    ):
         super().__init__(*args, **kw)
-        self.weak = WeakAug(resize, crop, crop_area)
+        self.weak = WeakAug(resize, crop, crop_area, hue_jitter)
 
     def spatial(self, frames: torch.Tensor) -> torch.Tensor:
         """The weak augmentation, before the TG: RGB and TG get the same crop and flip."""

@@ -33,7 +33,10 @@ def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]
 
 class WeakAug:
     """Short-side resize to ``resize``, RandomResizedCrop (area ``area``, ratio 3/4-4/3) to ``crop``
-    x ``crop``, flip 0.5: one draw for all the frames of a ``(..., C, H, W)`` uint8 tensor.
+    x ``crop``, flip 0.5, then with ``hue`` > 0 a hue rotation drawn from [-hue, hue] of the colour
+    circle: one draw for all the frames of a ``(..., C, H, W)`` uint8 tensor. The hue rotation is not
+    the paper's: at 0.5 a clip's colours say nothing about its class, so a network cannot learn a
+    colour shortcut that a biased training set offers (docs/demo_findings.md).
 
     Done with one resize instead of two: the box is drawn on the size the frames would have at short
     side ``resize``, with torchvision's RandomResizedCrop and the same draws, mapped to the frames'
@@ -43,8 +46,10 @@ class WeakAug:
     by the box's rounding, at most half a pixel an edge (tests/test_transforms.py).
     """
 
-    def __init__(self, resize: int, crop: int, area: tuple[float, float] = (0.08, 1.0)):
-        self.resize, self.crop = resize, crop
+    def __init__(self, resize: int, crop: int, area: tuple[float, float] = (0.08, 1.0), hue: float = 0.0):
+        if not 0 <= hue <= 0.5:
+            raise ArgumentError(f"hue must be in [0, 0.5] (half the colour circle), got {hue}")
+        self.resize, self.crop, self.hue = resize, crop, hue
         self._random_crop = v2.RandomResizedCrop(crop, scale=area, ratio=(3 / 4, 4 / 3))
 
     def box(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -58,7 +63,10 @@ class WeakAug:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         view = F.resized_crop(frames, *self.box(*frames.shape[-2:]), [self.crop, self.crop], antialias=True)
-        return F.horizontal_flip(view) if torch.rand(1) < 0.5 else view  # RandomHorizontalFlip(0.5)'s draw
+        view = F.horizontal_flip(view) if torch.rand(1) < 0.5 else view  # RandomHorizontalFlip(0.5)'s draw
+        if self.hue:  # drawn only when asked, so that runs without it draw as before
+            view = F.adjust_hue(view, float(torch.empty(1).uniform_(-self.hue, self.hue)))
+        return view
 
 
 class _RandAugment(v2.RandAugment):

@@ -30,9 +30,7 @@ MODES = {
         fraction=0.5,
         steps=8,
     ),
-    "full": dict(
-        preset="demo", data="data/demo", demo_runs="runs/demo", config="synthetic_cpu", fraction=0.1, steps=None
-    ),
+    "full": dict(preset="demo", data="data/demo", demo_runs="runs/demo", config="small_cpu", fraction=0.1, steps=None),
 }
 
 

@@ -296,7 +296,7 @@ class StepResult(NamedTuple):
     lr: float
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]  # detached
-    diagnostics: dict[str, float]
+    diagnostics: dict[str, float | torch.Tensor]  # grad_norm stays a tensor until a step is recorded
 
 
 class TrainLog:
@@ -332,7 +332,14 @@ class TrainLog:
         if pos.step % every and pos.step != self.total:
             return
         values = {f"loss/{k}": float(v) for k, v in r.terms.items()}
-        values.update({"loss": float(r.loss), "lr": r.lr, "epoch": pos.step / self.steps_per_epoch, **r.diagnostics})
+        values.update(
+            {
+                "loss": float(r.loss),
+                "lr": r.lr,
+                "epoch": pos.step / self.steps_per_epoch,
+                **{k: float(v) for k, v in r.diagnostics.items()},
+            }
+        )
         now = time.perf_counter()
         values["sec_per_step"] = (now - self.t_last) / every
         self.t_last = now
@@ -385,7 +392,7 @@ def train_step(
     cfg: Config,
     amp: bool,
     device: torch.device,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], torch.Tensor | None]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float | torch.Tensor], torch.Tensor | None]:
     """Forward all clips once per stream, the method's losses, backward, clip, step.
 
     A step whose loss has a non-finite term is not applied (the caller decides
@@ -406,7 +413,8 @@ def train_step(
         loss.backward()
         if cfg.train.clip_grad_norm:  # the norm before clipping: how often the limit binds is in metrics.jsonl
             params = [p for g in optimizer.param_groups for p in g["params"]]
-            diag = {**diag, "grad_norm": float(nn.utils.clip_grad_norm_(params, cfg.train.clip_grad_norm))}
+            # a tensor, read out only on logged steps: a float here would sync the device every step
+            diag = {**diag, "grad_norm": nn.utils.clip_grad_norm_(params, cfg.train.clip_grad_norm).detach()}
         optimizer.step()
     return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo
 

@@ -1,13 +1,14 @@
 # The two commands a newcomer runs: `make demo` (main job) and `make test`.
+# --no-cache-dir: a CI machine once ran out of disk in this install (the venv is ~6 GB); pip's cache is a copy never reused.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir -r requirements-dev.txt
+	$(PY) -m pip install -q --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -241,7 +241,7 @@ def test_split_bn_keeps_strong_views_out_of_the_labeled_loss(split):
         x[n_l + n_u :] *= scale  # only the strong views change
         batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, unlabeled_on=True)
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
-        _, terms, _, _ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
+        _, terms, *_ = train_step(net, method, {"rgb": x}, batch, opt, cfg, False, torch.device("cpu"))
         sups.append(terms["sup"])
     assert torch.allclose(sups[0], sups[1]) == (split != "none")
 
@@ -254,7 +254,7 @@ def test_train_step_reports_the_gradient_norm_before_clipping():
     net = create_model(cfg.model, 3, ("rgb",), projection=False)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     batch = Batch(y=torch.tensor([0, 1]), n_l=2, n_u=0, unlabeled_on=False)
-    _, _, diag, _ = train_step(
+    _, _, diag, *_ = train_step(
         net,
         get_method("supervised"),
         {"rgb": torch.randn(2, 3, 4, 16, 16)},
@@ -267,6 +267,38 @@ def test_train_step_reports_the_gradient_norm_before_clipping():
     applied = torch.stack([p.grad.norm() for p in net.parameters() if p.grad is not None]).norm()
     assert diag["grad_norm"] > 100 * 0.001
     assert applied == pytest.approx(0.001, rel=1e-3)
+
+
+@pytest.mark.parametrize("method", ["supervised", "fixmatch", "tg_fixmatch"])
+def test_train_step_waits_for_the_device_once(method, monkeypatch):
+    """On a GPU every read of a tensor's value (item, tolist, bool, float) stalls the host until the
+    device catches up. A step reads one vector (whether to apply it, which terms were non-finite);
+    loss terms and diagnostics stay tensors for ``TrainLog`` to read on the steps it records."""
+    cfg = load_config("synthetic_tiny", [f"method={method}"])
+    m = get_method(method)
+    streams = m.streams_for("rgb")
+    torch.manual_seed(0)
+    net = create_model(cfg.model, 3, streams, projection=m.needs_projection)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    n_l, n_u = 2, (2 if m.uses_unlabeled else 0)
+    clips = torch.randn(n_l + 2 * n_u, 3, 4, 16, 16)
+    batch = Batch(y=torch.tensor([0, 1]), n_l=n_l, n_u=n_u, unlabeled_on=True)
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **k):
+            reads.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    _, terms, diag, pseudo, bad = train_step(
+        net, m, {s: clips for s in streams}, batch, opt, cfg, False, torch.device("cpu")
+    )
+    monkeypatch.undo()
+    assert reads == ["tolist"] and bad == []
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in [*terms.values(), *diag.values()])
+    assert (pseudo is None) == (not m.uses_unlabeled)
 
 
 def test_hue_jitter_reaches_both_training_datasets(tiny_root):

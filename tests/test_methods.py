@@ -12,7 +12,7 @@ from tgsemi.distributed import all_gather_with_grad
 from tgsemi.engine import train
 from tgsemi.errors import ArgumentError, ConfigError
 from tgsemi.methods import METHODS, Batch, Method, get_method, register
-from tgsemi.methods.base import accuracy, pseudo_label_accuracy, split, to_floats
+from tgsemi.methods.base import accuracy, pseudo_label_accuracy, split
 from tgsemi.models import StreamOutput, create_model
 
 K = 20  # classes
@@ -432,7 +432,7 @@ def toy() -> list[list[str]]:
         seen.append(sorted(out))
         labeled, _, _ = split(out["rgb"].logits.float(), batch)
         terms = {"sup": F.cross_entropy(labeled, batch.y, label_smoothing=0.1)}
-        return terms, to_floats({"train_acc": accuracy(labeled, batch.y)}), None
+        return terms, {"train_acc": accuracy(labeled, batch.y)}, None
 
     register(Method(name="toy", label="Toy", role="Supervised", loss=toy_loss, streams=("rgb",)))
     yield seen

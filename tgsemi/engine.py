@@ -296,7 +296,7 @@ class StepResult(NamedTuple):
     lr: float
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]  # detached
-    diagnostics: dict[str, float | torch.Tensor]  # grad_norm stays a tensor until a step is recorded
+    diagnostics: dict[str, torch.Tensor]  # read out only on the steps TrainLog records
 
 
 class TrainLog:
@@ -331,15 +331,9 @@ class TrainLog:
         every = self.cfg.train.log_every_steps
         if pos.step % every and pos.step != self.total:
             return
-        values = {f"loss/{k}": float(v) for k, v in r.terms.items()}
-        values.update(
-            {
-                "loss": float(r.loss),
-                "lr": r.lr,
-                "epoch": pos.step / self.steps_per_epoch,
-                **{k: float(v) for k, v in r.diagnostics.items()},
-            }
-        )
+        tensors = {**{f"loss/{k}": v for k, v in r.terms.items()}, "loss": r.loss, **r.diagnostics}
+        values = dict(zip(tensors, torch.stack([v.float() for v in tensors.values()]).tolist()))  # one sync
+        values.update({"lr": r.lr, "epoch": pos.step / self.steps_per_epoch})
         now = time.perf_counter()
         values["sec_per_step"] = (now - self.t_last) / every
         self.t_last = now
@@ -392,12 +386,14 @@ def train_step(
     cfg: Config,
     amp: bool,
     device: torch.device,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float | torch.Tensor], torch.Tensor | None]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor | None, list[str]]:
     """Forward all clips once per stream, the method's losses, backward, clip, step.
 
-    A step whose loss has a non-finite term is not applied (the caller decides
-    whether to stop or go on). Returns the loss, its terms (detached), diagnostics and the
-    method's pseudo-labels (None if it has none).
+    A step whose loss has a non-finite term is not applied (the caller decides whether to stop or
+    go on). Returns the loss, its terms and diagnostics (detached scalar tensors), the method's
+    pseudo-labels (None if it has none) and the names of this rank's non-finite terms. Whether to
+    apply the step is the one value it waits for the device to compute: everything else stays a
+    tensor until ``TrainLog`` records a step.
     """
     model.train()
     groups = bn_groups(cfg.train.split_bn, batch.n_l, batch.n_u)
@@ -406,17 +402,19 @@ def train_step(
     terms, diag, pseudo = method.loss(out, batch, cfg.loss, distributed.all_gather_with_grad)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
-    finite = torch.stack([v.detach().float() for v in terms.values()]).isfinite().all().float()
+    ok = torch.stack([v.detach().float() for v in terms.values()]).isfinite()
+    finite = ok.all().float().view(1)
     if distributed.world_size() > 1:  # every rank must skip together, or DDP's all-reduce hangs
         torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    if finite:
+    apply, *term_ok = torch.cat([finite, ok.float()]).tolist()  # the step's one device sync
+    if apply:
         loss.backward()
         if cfg.train.clip_grad_norm:  # the norm before clipping: how often the limit binds is in metrics.jsonl
             params = [p for g in optimizer.param_groups for p in g["params"]]
-            # a tensor, read out only on logged steps: a float here would sync the device every step
             diag = {**diag, "grad_norm": nn.utils.clip_grad_norm_(params, cfg.train.clip_grad_norm).detach()}
         optimizer.step()
-    return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo
+    bad = [k for k, good in zip(terms, term_ok) if not good]
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}, diag, pseudo, bad
 
 
 def train(cfg: Config, run_dir: str | Path) -> TwoStream:
@@ -627,10 +625,11 @@ def one_step(t: Training, pos: Position, lab: dict, unl: dict | None) -> StepRes
         group["lr"] = lr
     unlabeled_on = pos.step / t.loaders.steps_per_epoch >= t.cfg.loss.unlabeled_warmup_epochs
     inputs, batch, y_u = t.loaders.step_inputs(lab, unl, t.device, pos.step, unlabeled_on)
-    loss, terms, diag, pseudo = train_step(t.model, t.method, inputs, batch, t.optimizer, t.cfg, t.amp, t.device)
+    loss, terms, diag, pseudo, bad_terms = train_step(
+        t.model, t.method, inputs, batch, t.optimizer, t.cfg, t.amp, t.device
+    )
     if pseudo is not None and y_u is not None:
         diag["pl_acc"] = pseudo_label_accuracy(pseudo, y_u)
-    bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
     if bad_terms:
         if t.cfg.train.on_nonfinite == "stop":  # step numbers are 1-based, as in metrics.jsonl
             raise NonFiniteLossError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,7 +30,7 @@ class Batch:
 
 
 LossFn = Callable[
-    [dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, float], Tensor | None]
+    [dict[str, StreamOutput], Batch, LossConfig, Gather], tuple[dict[str, Tensor], dict[str, Tensor], Tensor | None]
 ]
 Role = Literal["Supervised", "Baseline", "Ours"]  # a method's part in the paper's comparison
 
@@ -42,7 +41,8 @@ class Method:
     reports and the widgets read it from the registry (``tgsemi.methods``) instead of listing methods.
 
     ``loss(outputs, batch, cfg, gather) -> (terms, diagnostics, pseudo)``: the terms are weighted
-    scalar tensors summing to the total loss; diagnostics are floats (``train_acc``, ``mask_rate``);
+    scalar tensors summing to the total loss; diagnostics are detached scalar tensors (``train_acc``,
+    ``mask_rate``), read out only on the steps the engine logs: a float here would wait for the device;
     ``pseudo`` is the ``(n_u,)`` pseudo-label per unlabeled clip, -1 below the threshold (None for a
     method without pseudo-labels). The hidden labels of unlabeled clips never reach a loss: the
     engine scores ``pseudo`` against them (``pseudo_label_accuracy``)."""
@@ -91,11 +91,11 @@ def pseudo_labels(weak_logits: Tensor, threshold: float, align: Gather | None = 
     return labels, confidence >= threshold
 
 
-def pseudo_label_accuracy(pseudo: Tensor, y_u: Tensor) -> float:
+def pseudo_label_accuracy(pseudo: Tensor, y_u: Tensor) -> Tensor:
     """How often a confident pseudo-label (>= 0) equals the hidden label of its clip (-1: unknown),
-    over the clips that have both; NaN when none has."""
+    over the clips that have both; NaN when none has. A scalar tensor, like every diagnostic."""
     known = (pseudo >= 0) & (y_u >= 0)
-    return ((known & (pseudo == y_u)).sum() / known.sum()).item()  # 0/0 -> NaN
+    return (known & (pseudo == y_u)).sum() / known.sum()  # 0/0 -> NaN
 
 
 def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
@@ -105,10 +105,4 @@ def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
 
 
 def accuracy(logits: Tensor, y: Tensor) -> Tensor:
-    return (logits.argmax(dim=1) == y).float().mean()
-
-
-def to_floats(stats: dict[str, Tensor]) -> dict[str, float]:
-    """One device sync for all diagnostics instead of one per ``.item()``."""
-    values = torch.stack([v.detach().float() for v in stats.values()]).tolist()
-    return dict(zip(stats, values))
+    return (logits.detach().argmax(dim=1) == y).float().mean()

@@ -16,7 +16,6 @@ from tgsemi.methods.base import (
     only_stream,
     pseudo_labels,
     split,
-    to_floats,
 )
 from tgsemi.models.r3d import StreamOutput
 
@@ -29,7 +28,7 @@ def fixmatch_terms(
     voters: tuple[int, ...] | None = None,
     agree: bool = False,
     students: tuple[int, ...] | None = None,
-) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
     """Supervised and pseudo-label losses, each averaged over ``streams`` (summed with
     ``cfg.sum_streams``), and the pseudo-labels (-1 below the threshold).
 
@@ -56,12 +55,12 @@ def fixmatch_terms(
     else:
         unlabeled = sup.new_zeros(())
     stats = {"train_acc": accuracy(parts[0][0], batch.y), "mask_rate": mask.float().mean()}
-    return {"sup": sup, "unlabeled": unlabeled}, to_floats(stats), torch.where(mask, yhat, -1)
+    return {"sup": sup, "unlabeled": unlabeled}, stats, torch.where(mask, yhat, -1)
 
 
 def fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
     return fixmatch_terms([only_stream(out)], batch, cfg, gather)
 
 

@@ -64,7 +64,7 @@ VOTES: dict[str, tuple[tuple[int, ...], bool]] = {"mean": ((0, 1), False), "tg":
 
 def tg_fixmatch_loss(
     out: dict[str, StreamOutput], batch: Batch, cfg: LossConfig, gather: Gather
-) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
     if set(out) != {"rgb", "tg"}:
         raise ArgumentError(f"tg_fixmatch needs the 'rgb' and 'tg' streams' outputs, got {sorted(out)}")
     rgb, tg = out["rgb"], out["tg"]

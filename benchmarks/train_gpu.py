@@ -167,7 +167,7 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
             inputs, batch, _ = loaders.step_inputs(lab, unl, device, i, unlabeled_on=True)
             _sync(device)
             t2 = time.perf_counter()
-            nonfinite += not train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[0].isfinite()
+            nonfinite += bool(train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[-1])
             _sync(device)
             t3 = time.perf_counter()
             if i >= warmup:
@@ -177,7 +177,7 @@ def measure(cfg: Config, device: torch.device, steps: int, warmup: int) -> dict:
         unlabeled.close()
         t0 = time.perf_counter()
         for _ in range(steps):
-            nonfinite += not train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[0].isfinite()
+            nonfinite += bool(train_step(net, method, inputs, batch, optimizer, cfg, amp, device)[-1])
         _sync(device)
         step_only = (time.perf_counter() - t0) / steps
     mean = {key: sum(v) / steps for key, v in times.items()}
